@@ -1,0 +1,152 @@
+"""The time bank service: create_app builds the Flask application."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from flask import Flask, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from timebank.extensions import api, csrf, db, login_manager, migrate
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(config=None) -> Flask:
+    """Build the app. `config` is a config class (with resolve()) or a dict of overrides."""
+    app = Flask(__name__, template_folder=str(ROOT / "templates"), static_folder="static",
+                instance_path=str(ROOT / "instance"))
+    import config as config_module
+
+    base = config_module.Config
+    overrides = {}
+    if isinstance(config, dict):
+        overrides = config
+        if config.get("TESTING"):
+            base = config_module.TestingConfig
+    elif config is not None:
+        base = config
+    app.config.from_mapping(base.resolve())
+    app.config.from_mapping(overrides)
+    if app.config.get("REPORTS_DATABASE_URL") and "reports" not in app.config["SQLALCHEMY_BINDS"]:
+        app.config["SQLALCHEMY_BINDS"] = {**app.config["SQLALCHEMY_BINDS"],
+                                          "reports": app.config["REPORTS_DATABASE_URL"]}
+
+    register_extensions(app)
+    register_request_hooks(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_commands(app)
+    return app
+
+
+def register_extensions(app: Flask) -> None:
+    from timebank import models  # noqa: F401  (every table known to the metadata)
+    from timebank.database import configure_engine
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(ROOT / "migrations"), render_as_batch=True, compare_type=True)
+    login_manager.init_app(app)
+    login_manager.login_view = "web.login"
+    login_manager.login_message = "Please log in to see that page."
+    csrf.init_app(app)
+    with app.app_context():
+        for engine in db.engines.values():
+            configure_engine(engine, app.config["SQLITE_BUSY_TIMEOUT_MS"])
+
+    @login_manager.user_loader
+    def load_user(user_id: str):
+        from timebank.community.models import User
+
+        user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
+        return user if user is not None and user.is_active else None
+
+
+def register_request_hooks(app: Flask) -> None:
+    from timebank.database import set_read_only
+    from timebank.request_log import register_request_logging
+
+    register_request_logging(app)
+
+    @app.before_request
+    def _transaction_mode():
+        set_read_only(request.method in ("GET", "HEAD", "OPTIONS"))
+
+    @app.after_request
+    def _commit_once(response):
+        """One transaction per request: commit what succeeded, roll back anything else."""
+        if response.status_code >= 400:
+            db.session.rollback()
+            return response
+        try:
+            db.session.commit()
+        except Exception as exc:  # a failed commit must not look like success
+            db.session.rollback()
+            return handle_exception(exc)
+        return response
+
+    @app.after_request
+    def _security_headers(response):
+        headers = response.headers
+        headers.setdefault("Content-Security-Policy",
+                           "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+                           "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'")
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("X-Frame-Options", "DENY")
+        headers.setdefault("Referrer-Policy", "same-origin")
+        headers.setdefault("Permissions-Policy", "geolocation=(), camera=(), microphone=()")
+        if app.config.get("SESSION_COOKIE_SECURE"):
+            headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        return response
+
+
+def register_blueprints(app: Flask) -> None:
+    from timebank.api import register_api
+    from timebank.health import bp as health_bp
+    from timebank.web import register_web
+
+    app.register_blueprint(health_bp)
+    register_api(app)
+    register_web(app)
+    # The API authenticates with bearer tokens, never cookies, so CSRF does not apply there.
+    for name, blueprint in app.blueprints.items():
+        if blueprint.url_prefix and blueprint.url_prefix.startswith("/api/"):
+            csrf.exempt(blueprint)
+
+
+log = logging.getLogger("timebank")
+
+
+def handle_exception(exc: Exception):
+    from timebank.api import api_error_response, is_api_request
+    from timebank.errors import DomainError
+    from timebank.web.errors import page_error_response
+
+    db.session.rollback()
+    if isinstance(exc, OperationalErrorTypes()):
+        log.error("database unavailable: %s", exc.__class__.__name__)
+        from timebank.errors import DomainError as _D
+
+        exc = _D("The database is not accepting changes right now. Nothing was saved; please try again shortly.",
+                 code="service_unavailable", status=503)
+    elif not isinstance(exc, (DomainError, HTTPException)):
+        log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
+    if is_api_request():
+        return api_error_response(exc)
+    return page_error_response(exc)
+
+
+def OperationalErrorTypes():
+    from sqlalchemy.exc import DisconnectionError, OperationalError
+
+    return (OperationalError, DisconnectionError)
+
+
+def register_errorhandlers(app: Flask) -> None:
+    app.register_error_handler(Exception, handle_exception)
+
+
+def register_commands(app: Flask) -> None:
+    from timebank.cli import register_cli
+
+    register_cli(app)

@@ -1,0 +1,82 @@
+"""Safe retries for API writes.
+
+A write carries an idempotency key (the `Idempotency-Key` header or an
+`idempotency_key` field). The same key with the same body returns the stored
+answer; the same key with a different body is refused with 409
+`idempotency_key_reused`. The answer is stored in the same transaction as the
+write, so a write and its record commit together or not at all.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+
+from flask import Response, request
+from sqlalchemy import select
+
+from timebank.api.security import current_api_user
+from timebank.community.models import IdempotencyRecord
+from timebank.errors import Conflict, ValidationFailed
+from timebank.extensions import db
+
+
+def request_fingerprint() -> str:
+    body = request.get_json(silent=True)
+    if body is None:
+        raw = request.get_data() or b""
+    else:
+        if isinstance(body, dict):
+            body = {k: v for k, v in body.items() if k != "idempotency_key"}
+        raw = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(request.method.encode() + b" " + request.path.encode() + b"\n" + raw).hexdigest()
+
+
+def idempotency_key_from_request(required: bool = True) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    body = request.get_json(silent=True)
+    if not key and isinstance(body, dict):
+        key = body.get("idempotency_key")
+    if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= 200):
+        raise ValidationFailed("The idempotency key must be 1 to 200 characters.",
+                               errors={"idempotency_key": ["Must be 1 to 200 characters."]})
+    if required and not key:
+        raise ValidationFailed("Every write needs an idempotency key (Idempotency-Key header or idempotency_key).",
+                               errors={"idempotency_key": ["Missing data for required field."]})
+    return key
+
+
+def idempotent(view):
+    """Replay the stored answer for a repeated key; store the answer of a new one."""
+
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        user = current_api_user()
+        key = idempotency_key_from_request(required=True)
+        fingerprint = request_fingerprint()
+        endpoint = request.path
+        existing = db.session.scalar(
+            select(IdempotencyRecord).where(IdempotencyRecord.user_id == user.id, IdempotencyRecord.key == key))
+        if existing is not None:
+            if existing.request_hash != fingerprint:
+                raise Conflict("This idempotency key was already used for a different request.",
+                               code="idempotency_key_reused")
+            return Response(existing.response_body, status=existing.status_code, mimetype="application/json",
+                            headers={"Idempotent-Replayed": "true"})
+        result = view(*args, **kwargs)
+        response = _to_response(result)
+        if response.status_code < 400:
+            db.session.add(IdempotencyRecord(user_id=user.id, key=key, endpoint=endpoint, request_hash=fingerprint,
+                                             status_code=response.status_code,
+                                             response_body=response.get_data(as_text=True)))
+            db.session.flush()
+        return response
+
+    wrapper._apidoc = getattr(view, "_apidoc", {})
+    return wrapper
+
+
+def _to_response(result) -> Response:
+    from flask import make_response
+
+    return make_response(result)

@@ -1,0 +1,58 @@
+"""Database engine set-up: SQLite tuned for a service, PostgreSQL as is.
+
+SQLite runs in WAL mode with foreign keys and a busy timeout. Transactions that
+may write begin with BEGIN IMMEDIATE so concurrent writers queue on the write
+lock instead of failing half-way; read-only requests (GET/HEAD) begin deferred.
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+_begin_mode: contextvars.ContextVar[str] = contextvars.ContextVar("sqlite_begin", default="BEGIN IMMEDIATE")
+
+
+@contextlib.contextmanager
+def read_only_transactions():
+    """Within this block, SQLite transactions begin deferred (no write lock)."""
+    token = _begin_mode.set("BEGIN")
+    try:
+        yield
+    finally:
+        _begin_mode.reset(token)
+
+
+def set_read_only(flag: bool) -> None:
+    _begin_mode.set("BEGIN" if flag else "BEGIN IMMEDIATE")
+
+
+def configure_engine(engine: Engine, busy_timeout_ms: int = 15000) -> None:
+    if engine.dialect.name != "sqlite":
+        return
+    if getattr(engine, "_timebank_configured", False):
+        return
+    engine._timebank_configured = True
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        # Let SQLAlchemy, not pysqlite, decide when transactions begin.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        if engine.url.database not in (None, "", ":memory:"):
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        conn.exec_driver_sql(_begin_mode.get())
+
+
+def is_sqlite(session_or_engine) -> bool:
+    bind = session_or_engine.get_bind() if hasattr(session_or_engine, "get_bind") else session_or_engine
+    return bind.dialect.name == "sqlite"
