@@ -185,3 +185,10 @@ class MatchPlanProposal(db.Model):
     reasons: Mapped[list] = mapped_column(JSON, default=list)
 
     plan: Mapped[MatchPlan] = relationship(back_populates="proposals")
+
+
+# Indexes the hard filters need on foundation tables (declared here so the foundation files stay untouched).
+from timebank.community.models import Membership, MemberSkill  # noqa: E402
+
+Index("ix_member_skill_category", MemberSkill.category_id, MemberSkill.membership_id)
+Index("ix_membership_geo", Membership.timebank_id, Membership.latitude, Membership.longitude)
