@@ -13,7 +13,7 @@ from timebank.extensions import db
 from timebank.matching import queries, scoring, service
 from timebank.matching.errors import NotAllowed
 
-blp = Blueprint("matching", __name__, url_prefix="/api/v1", description="Offers, requests and matching")
+blp = Blueprint("matching_api", __name__, url_prefix="/api/v1", description="Offers, requests and matching")
 SECURITY = [{"bearerAuth": []}]
 
 
