@@ -249,7 +249,9 @@ def suggestion_case(url, n_members, seed):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke test")
-    parser.add_argument("--db", default=None, help="SQLAlchemy URL base for suggestions (default: temp SQLite)")
+    parser.add_argument("--pg", default=None, metavar="ADMIN_URL",
+                        help="also time suggestions on PostgreSQL: a throwaway database is created through this "
+                             "admin URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/postgres) and dropped")
     args = parser.parse_args()
     sizes = [300, 1000] if args.quick else [300, 1000, 5000, 20000]
     print(f"# Matching benchmark, {dt.datetime.utcnow():%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores")
@@ -274,15 +276,36 @@ def main():
     print("| members | database | build s | p50 ms | p95 ms | mean found |")
     print("|---:|---|---:|---:|---:|---:|")
     for n in sizes:
-        if args.db:
-            url = args.db
-        else:
-            tmp = tempfile.mkdtemp()
-            url = f"sqlite:///{tmp}/bench.sqlite3"
-        row = suggestion_case(url, n, seed=n)
-        print(f"| {n} | {url.split(':')[0]} | {row['build_s']:.1f} | {row['p50_ms']:.1f} | {row['p95_ms']:.1f} "
-              f"| {row['mean_found']:.1f} |", flush=True)
+        tmp = tempfile.mkdtemp()
+        targets = [("sqlite", f"sqlite:///{tmp}/bench.sqlite3", None)]
+        if args.pg:
+            targets.append(("postgresql",) + throwaway_postgres(args.pg, n))
+        for label, url, drop in targets:
+            try:
+                row = suggestion_case(url, n, seed=n)
+            finally:
+                if drop:
+                    drop()
+            print(f"| {n} | {label} | {row['build_s']:.1f} | {row['p50_ms']:.1f} | {row['p95_ms']:.1f} "
+                  f"| {row['mean_found']:.1f} |", flush=True)
 
+
+def throwaway_postgres(admin_url, n):
+    """Create a fresh database for one run; never write into the admin database itself."""
+    import sqlalchemy as sa
+
+    name = f"matching_bench_{os.getpid()}_{n}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+
+    def drop():
+        from timebank.extensions import db  # noqa: F401 - engines were disposed with the app context
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+    return sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False), drop
 
 if __name__ == "__main__":
     main()
