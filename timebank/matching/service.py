@@ -272,3 +272,14 @@ def send_plan(session, plan: MatchPlan, *, by_user_id: int) -> list[Match]:
     plan.sent_at = utcnow()
     session.flush()
     return matches
+
+
+def mark_logged(session, match: Match, *, exchange_id: int) -> Match:
+    """The last funnel step: the hours of a done match were logged as this exchange."""
+    if match.status != "done":
+        raise MatchWrongState(f"This match is {match.status}; only a done match can be logged.")
+    match.status = "logged"
+    match.exchange_id = exchange_id
+    match.logged_at = utcnow()
+    session.flush()
+    return match
