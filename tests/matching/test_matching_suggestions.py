@@ -148,3 +148,14 @@ def test_funnel_runs_to_logged_and_keeps_timestamps(session, timebank, volunteer
     assert match.status == "logged"
     assert match.proposed_at <= match.responded_at <= match.completed_at <= match.logged_at
     assert queries.funnel(session, timebank.id)["logged"] == 1
+
+
+def test_requests_a_member_could_help_with(session, timebank, volunteer, requester, category):
+    _, gardener = volunteer(skills=["Gardening"])
+    _, tutor = volunteer(skills=["Tutoring"])
+    who = requester()
+    req = _request(session, timebank, who, category)
+    [(found, why)] = queries.requests_member_could_help(session, gardener)
+    assert found.id == req.id and "offers Gardening" in why.reasons
+    assert queries.requests_member_could_help(session, tutor) == []
+    assert queries.requests_member_could_help(session, who[1]) == []
