@@ -49,3 +49,6 @@ test: test-sqlite test-postgres
 
 clean:
 	rm -rf $(VENV) instance/*.sqlite3*
+
+bench-matching: install-dev
+	$(BIN)/python bench/matching_bench.py
