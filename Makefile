@@ -52,3 +52,5 @@ clean:
 
 bench-matching: install-dev
 	$(BIN)/python bench/matching_bench.py
+bench-ledger: install-dev
+	$(BIN)/python bench/ledger_bench.py

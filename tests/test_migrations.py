@@ -5,7 +5,7 @@ from alembic.migration import MigrationContext
 from timebank.extensions import db
 
 
-def test_migrations_match_models_no_drift(app):
+def test_migrations_match_models_no_drift(app, committed_db):
     with app.app_context():
         with db.engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"compare_type": True})
@@ -13,7 +13,7 @@ def test_migrations_match_models_no_drift(app):
     assert diff == [], f"models and migrations differ: {diff}"
 
 
-def test_sqlite_is_tuned_for_a_service(app):
+def test_sqlite_is_tuned_for_a_service(app, committed_db):
     with app.app_context():
         if db.engine.dialect.name != "sqlite":
             return
