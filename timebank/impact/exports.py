@@ -36,13 +36,20 @@ def rows_of(report: dict) -> list[tuple]:
 HEADER = ("section", "measure", "label", "value")
 
 
+def _safe(value):
+    """A text cell starting with = + - @ would run as a spreadsheet formula: prefix it with a quote."""
+    if isinstance(value, str) and value and value[0] in "=+-@":
+        return "'" + value
+    return value
+
+
 def to_csv(report: dict) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(HEADER)
     for row in rows_of(report):
         # A leading = + - @ would make a spreadsheet run a formula.
-        writer.writerow([("'" + v) if isinstance(v, str) and v[:1] in "=+-@" else v for v in row])
+        writer.writerow([_safe(v) for v in row])
     return out.getvalue()
 
 
@@ -54,7 +61,7 @@ def to_xlsx(report: dict) -> bytes:
     sheet.title = "Impact"
     sheet.append(HEADER)
     for row in rows_of(report):
-        sheet.append([("'" + v) if isinstance(v, str) and v[:1] in "=+-@" else v for v in row])
+        sheet.append([_safe(v) for v in row])
     out = io.BytesIO()
     book.save(out)
     return out.getvalue()
