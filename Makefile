@@ -49,3 +49,6 @@ test: test-sqlite test-postgres
 
 clean:
 	rm -rf $(VENV) instance/*.sqlite3*
+
+bench-reports: install-dev
+	$(BIN)/python bench/reports_bench.py

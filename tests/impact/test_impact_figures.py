@@ -117,3 +117,9 @@ def test_two_timebanks_add_up(session, community):
     other = build(session, slug="second")
     both = queries.headline(session, [community["timebank"].id, other["timebank"].id], *Q1)
     assert both["minutes_delivered"] == 1560 and both["members_total"] == 10
+
+
+def test_single_statement_breakdowns_equal_the_per_dimension_queries(session, community):
+    together = queries.all_breakdowns(session, ids(community), *Q1)
+    for dimension in queries.DIMENSIONS:
+        assert together[dimension] == queries.breakdown(session, ids(community), *Q1, dimension)

@@ -81,7 +81,7 @@ def _days_between(session, later: str, earlier: str) -> str:
 
 def _with(suffix: str = "") -> str:
     d0, d1 = f"d0{suffix}", f"d1{suffix}"
-    return f"WITH ev AS ({EVENTS_SQL.format(d0=d0, d1=d1)}), p AS ({PART_SQL}) "
+    return f"WITH ev AS MATERIALIZED ({EVENTS_SQL.format(d0=d0, d1=d1)}), p AS ({PART_SQL}) "
 
 
 def _run(session, sql: str, params: dict):
@@ -218,7 +218,7 @@ def active_member_count_in_both(session, timebank_ids, start, end, prev_start, p
     active = """SELECT pm AS mid FROM {ev} WHERE sign = 1 AND status = 'confirmed' AND pm IS NOT NULL
                 UNION SELECT rm FROM {ev} WHERE sign = 1 AND status = 'confirmed' AND rm IS NOT NULL"""
     row = _run(session, f"""
-        WITH now_ev AS ({events_now}), prev_ev AS ({events_prev}),
+        WITH now_ev AS MATERIALIZED ({events_now}), prev_ev AS MATERIALIZED ({events_prev}),
              now_m AS ({active.format(ev='now_ev')}), prev_m AS ({active.format(ev='prev_ev')})
         SELECT (SELECT COUNT(*) FROM prev_m),
                (SELECT COUNT(*) FROM prev_m JOIN now_m ON now_m.mid = prev_m.mid)""", params).one()
@@ -278,3 +278,34 @@ def engagement(session, timebank_ids, start: dt.date, end: dt.date, prev_start: 
         "pot_grants_minutes": pot["grant"]["minutes"],
         "pot_grants": pot["grant"]["transfers"],
     }
+
+
+def all_breakdowns(session, timebank_ids, start: dt.date, end: dt.date) -> dict[str, list[dict]]:
+    """Every breakdown in one statement: the events are materialised once, then grouped per dimension."""
+    labelled = ", ".join(
+        f"COALESCE({expr}, '{'no organisation' if name == 'organisation' else NOT_STATED}') AS d_{name}"
+        for name, (_title, expr) in DIMENSIONS.items())
+    per_dimension = " UNION ALL ".join(f"""
+        SELECT '{name}' AS dimension, d_{name} AS label,
+               COALESCE(SUM(CASE WHEN side = 'provider' THEN minutes ELSE 0 END), 0) AS minutes,
+               COUNT(DISTINCT CASE WHEN active = 1 THEN membership_id END) AS people
+        FROM lp GROUP BY d_{name}
+        HAVING SUM(CASE WHEN side = 'provider' THEN minutes ELSE 0 END) <> 0
+            OR COUNT(DISTINCT CASE WHEN active = 1 THEN membership_id END) > 0""" for name in DIMENSIONS)
+    sql = f"""
+        WITH ev AS MATERIALIZED ({EVENTS_SQL.format(d0='d0', d1='d1')}),
+             p AS ({PART_SQL}),
+             lp AS MATERIALIZED (
+               SELECT p.side AS side, p.minutes AS minutes, p.membership_id AS membership_id,
+                      CASE WHEN {ACTIVE} THEN 1 ELSE 0 END AS active, {labelled}
+               FROM p
+               LEFT JOIN membership m ON m.id = p.membership_id
+               LEFT JOIN category c ON c.id = p.category_id
+               LEFT JOIN organisation o ON o.id = COALESCE(p.po, p.ro))
+        {per_dimension}"""
+    out: dict[str, list[dict]] = {name: [] for name in DIMENSIONS}
+    for dimension, label, minutes, people in _run(session, sql, _params(timebank_ids, start, end)):
+        out[dimension].append({"label": str(label), "minutes": int(minutes), "people": int(people)})
+    for rows in out.values():
+        rows.sort(key=lambda r: (-r["minutes"], r["label"]))
+    return out

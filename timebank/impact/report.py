@@ -39,6 +39,7 @@ def build_report(timebanks: list[TimeBank], start: dt.date, end: dt.date, group_
     with reports_session() as session:
         head = queries.headline(session, ids, start, end)
         prev = queries.headline(session, ids, prev_start, prev_end)
+        breakdowns = queries.all_breakdowns(session, ids, start, end)
         report = {
             "timebanks": [{"slug": tb.slug, "name": tb.name} for tb in timebanks],
             "period": {"from": start.isoformat(), "to": end.isoformat()},
@@ -50,8 +51,7 @@ def build_report(timebanks: list[TimeBank], start: dt.date, end: dt.date, group_
             "group_by": group_by,
             "trend": queries.trend(session, ids, start, end, group_by),
             "breakdowns": {
-                name: {"title": title,
-                       "rows": _suppressed_breakdown(queries.breakdown(session, ids, start, end, name))}
+                name: {"title": title, "rows": _suppressed_breakdown(breakdowns[name])}
                 for name, (title, _expr) in queries.DIMENSIONS.items()
             },
             "engagement": queries.engagement(session, ids, start, end, prev_start, prev_end, head),
