@@ -98,18 +98,18 @@ def _params(timebank_ids, start, end, **extra) -> dict:
 def headline(session, timebank_ids, start: dt.date, end: dt.date) -> dict:
     """Hours, exchanges, members (total, active, new), organisations, people who gave and received."""
     params = _params(timebank_ids, start, end)
+    # One statement, so the period's events are materialised once.
     row = _run(session, _with() + f"""
         SELECT COALESCE(SUM(CASE WHEN p.side = 'provider' THEN p.minutes ELSE 0 END), 0),
                COALESCE(SUM(CASE WHEN p.side = 'provider' THEN p.sign ELSE 0 END), 0),
                COUNT(DISTINCT CASE WHEN {ACTIVE} THEN p.membership_id END),
-               COUNT(DISTINCT CASE WHEN {ACTIVE} THEN COALESCE(p.po, p.ro) END)
+               COUNT(DISTINCT CASE WHEN {ACTIVE} THEN COALESCE(p.po, p.ro) END),
+               (SELECT COUNT(*) FROM (
+                  SELECT q.membership_id FROM p q
+                  WHERE q.sign = 1 AND q.status = 'confirmed' AND q.membership_id IS NOT NULL
+                  GROUP BY q.membership_id HAVING COUNT(DISTINCT q.side) = 2) both_sides)
         FROM p""", params).one()
-    gave_and_received = _run(session, _with() + f"""
-        SELECT COUNT(*) FROM (
-          SELECT p.membership_id FROM p WHERE {ACTIVE} AND p.side = 'provider' AND p.membership_id IS NOT NULL
-          INTERSECT
-          SELECT p.membership_id FROM p WHERE {ACTIVE} AND p.side = 'recipient' AND p.membership_id IS NOT NULL
-        ) both_sides""", params).scalar_one()
+    gave_and_received = row[4]
     members = _run(session, f"""
         SELECT COUNT(*), COALESCE(SUM(CASE WHEN m.joined_on >= :d0 THEN 1 ELSE 0 END), 0)
         FROM membership m
@@ -243,16 +243,13 @@ def engagement(session, timebank_ids, start: dt.date, end: dt.date, prev_start: 
         WHERE m.timebank_id IN :tb AND m.status = 'active' AND {MEMBER_ROLES_SQL} AND m.joined_on <= :d1
           AND NOT EXISTS ({traded_before.format(side='provider')})
           AND NOT EXISTS ({traded_before.format(side='recipient')})""", params).scalar_one()
-    first_trade = """SELECT e.{side}_membership_id AS mid, MIN(t.effective_date) AS first_on
-        FROM exchange e JOIN transfer t ON t.id = e.transfer_id
-        WHERE e.timebank_id IN :tb AND e.status IN ('confirmed', 'reversed') AND e.{side}_membership_id IS NOT NULL
-        GROUP BY e.{side}_membership_id"""
-    days = _run(session, f"""
-        WITH firsts AS ({first_trade.format(side='provider')} UNION ALL {first_trade.format(side='recipient')}),
-             first_per_member AS (SELECT mid, MIN(first_on) AS first_on FROM firsts GROUP BY mid)
+    # A member who joined in the period and traded by its end first traded within it: read it from the events.
+    days = _run(session, _with() + f"""
         SELECT AVG({_days_between(session, 'f.first_on', 'm.joined_on')}), COUNT(*)
-        FROM first_per_member f JOIN membership m ON m.id = f.mid
-        WHERE m.joined_on BETWEEN :d0 AND :d1 AND f.first_on <= :d1""", params).one()
+        FROM (SELECT p.membership_id AS mid, MIN(p.on_date) AS first_on FROM p
+              WHERE {ACTIVE} AND p.membership_id IS NOT NULL GROUP BY p.membership_id) f
+        JOIN membership m ON m.id = f.mid
+        WHERE m.joined_on BETWEEN :d0 AND :d1 AND {MEMBER_ROLES_SQL}""", params).one()
     pot = {kind: {"transfers": 0, "minutes": 0} for kind in ("donation", "grant")}
     for kind, transfers, minutes in _run(session, """
         SELECT t.kind, COUNT(DISTINCT t.id), COALESCE(SUM(p.minutes), 0)

@@ -55,7 +55,8 @@ def build_report(timebanks: list[TimeBank], start: dt.date, end: dt.date, group_
                 for name, (title, _expr) in queries.DIMENSIONS.items()
             },
             "engagement": queries.engagement(session, ids, start, end, prev_start, prev_end, head),
-            "value": value_of(queries.minutes_by_timebank(session, ids, start, end),
+            "value": value_of({ids[0]: head["minutes_delivered"]} if len(ids) == 1 else
+                              queries.minutes_by_timebank(session, ids, start, end),
                               {tb.id: tb.settings or {} for tb in timebanks}, start, end),
             "unmet_need": {"available": False, "note": UNMET_NEED_NOTE},
             "reconciliation": {"ledger_minutes_delivered": queries.ledger_minutes_delivered(session, ids, start,
