@@ -1,7 +1,7 @@
 """impact
 
 Revision ID: 0006
-Revises: 0001
+Revises: 0002
 Create Date: 2026-11-23 11:24:29.179470
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0006'
-down_revision = '0001'
+down_revision = '0002'  # chained after the merged ledger migration; the lead re-chains at merge
 branch_labels = None
 depends_on = None
 

@@ -1,6 +1,6 @@
 """A small fixed community whose report figures are computed by hand in test_impact_figures.py.
 
-Ledger rows are inserted directly (Transfer/Posting/Exchange) with account balances kept consistent.
+Transfers go through the ledger verbs; exchange rows are inserted directly (the exchanges verbs are another branch).
 """
 from __future__ import annotations
 
@@ -11,25 +11,15 @@ from sqlalchemy import select
 from timebank.community.models import TimeBank
 from timebank.community.service import add_membership, create_organisation, create_timebank, create_user
 from timebank.exchanges.models import Exchange, GroupActivity
-from timebank.ledger.models import Account, Posting, Transfer
-from timebank.ledger.service import system_account
+from timebank.ledger.service import post_transfer, reverse_transfer, system_account
 
 D = dt.date
 Q1 = (D(2025, 1, 1), D(2025, 3, 31))
 
 
-def post(session, timebank_id, kind, postings, effective_date, reverses=None):
-    assert sum(m for _a, m in postings) == 0
-    transfer = Transfer(timebank_id=timebank_id, kind=kind, effective_date=effective_date,
-                        reverses_transfer_id=reverses.id if reverses else None, metadata_={}, memo="")
-    session.add(transfer)
-    session.flush()
-    for account_id, minutes in postings:
-        session.add(Posting(transfer_id=transfer.id, account_id=account_id, minutes=minutes))
-        account = session.get(Account, account_id)
-        account.balance_minutes += minutes
-    session.flush()
-    return transfer
+def post(session, timebank_id, kind, postings, effective_date):
+    return post_transfer(session, timebank_id=timebank_id, kind=kind, postings=postings,
+                         effective_date=effective_date)
 
 
 def exchange(session, tb, provider, recipient, minutes, on, *, logger, **tags):
@@ -43,9 +33,7 @@ def exchange(session, tb, provider, recipient, minutes, on, *, logger, **tags):
 
 
 def reverse(session, row: Exchange, on: dt.date):
-    original = session.get(Transfer, row.transfer_id)
-    postings = [(p.account_id, -p.minutes) for p in original.postings]
-    reversal = post(session, original.timebank_id, "reversal", postings, on, reverses=original)
+    reversal = reverse_transfer(session, row.transfer_id, reason="correction", effective_date=on)
     row.status = "reversed"
     session.flush()
     return reversal

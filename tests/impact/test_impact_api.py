@@ -78,3 +78,9 @@ def test_admin_closes_a_period(client, session, community, api_headers):
     report = client.get("/api/v1/reports/impact", query_string={"timebank": "fixed", **Q1},
                         headers=api_headers(admin)).get_json()
     assert report["closed"]["content_hash"] == content_hash
+
+
+def test_openapi_documents_the_report_endpoints(client):
+    spec = client.get("/api/v1/openapi.json").get_json()
+    assert "/api/v1/reports/impact" in spec["paths"]
+    assert "post" in spec["paths"]["/api/v1/reports/closed-periods"]
