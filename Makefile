@@ -54,3 +54,5 @@ bench-matching: install-dev
 	$(BIN)/python bench/matching_bench.py
 bench-ledger: install-dev
 	$(BIN)/python bench/ledger_bench.py
+bench-reports: install-dev
+	$(BIN)/python bench/reports_bench.py

@@ -35,6 +35,8 @@ def upgrade():
     sa.ForeignKeyConstraint(['unbalanced_ref'], ['transfer_zero_sum_guard.transfer_id'], name=op.f('fk_transfer_zero_sum_guard_unbalanced_ref_transfer_zero_sum_guard'), initially='DEFERRED', deferrable=True),
     sa.PrimaryKeyConstraint('transfer_id', name=op.f('pk_transfer_zero_sum_guard'))
     )
+    op.create_index(op.f('ix_transfer_zero_sum_guard_unbalanced_ref'), 'transfer_zero_sum_guard',
+                    ['unbalanced_ref'], unique=False)
     with op.batch_alter_table('account', schema=None) as batch_op:
         batch_op.add_column(sa.Column('chain_head', sa.String(length=64), nullable=True))
 

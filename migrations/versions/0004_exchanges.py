@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0004'
-down_revision = '0002'  # chained after the merged ledger migration; the lead re-chains at merge
+down_revision = '0002'
 branch_labels = None
 depends_on = None
 

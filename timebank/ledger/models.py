@@ -119,4 +119,6 @@ class TransferZeroSumGuard(db.Model):
     minutes_sum: Mapped[int] = mapped_column(BigInteger, default=0)
     postings_count: Mapped[int] = mapped_column(Integer, default=0)
     unbalanced_ref: Mapped[int | None] = mapped_column(
-        ForeignKey("transfer_zero_sum_guard.transfer_id", deferrable=True, initially="DEFERRED"), nullable=True)
+        # Indexed: SQLite looks up children of every new guard row; unindexed, each insert scans the table.
+        ForeignKey("transfer_zero_sum_guard.transfer_id", deferrable=True, initially="DEFERRED"), nullable=True,
+        index=True)

@@ -1,0 +1,73 @@
+"""The dashboard, print view, downloads and closing a period, as people see them."""
+import pytest
+
+from tests.impact.fixed_community import build
+from timebank.community.service import add_membership, create_user
+
+Q1 = {"timebank": "fixed", "from": "2025-01-01", "to": "2025-03-31"}
+
+
+@pytest.fixture
+def community(session):
+    c = build(session)
+    session.commit()  # to the test's savepoint, so error responses' rollbacks keep it
+    return c
+
+
+@pytest.fixture
+def as_role(session, community, login):
+    def make(role):
+        user = create_user(session, email=f"{role}-page@example.test", display_name=f"{role} page",
+                           password="pw-123456789")
+        add_membership(session, user=user, timebank=community["timebank"], role=role)
+        session.commit()
+        login(user)
+        return user
+    return make
+
+
+def test_commissioner_sees_dashboard_with_charts_and_tables(client, as_role):
+    as_role("commissioner")
+    page = client.get("/reports/", query_string=Q1)
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    assert '<td class="num" data-measure="hours_delivered">13.0</td>' in html
+    assert 'role="img"' in html and "<title" in html and "Trend by month" in html
+    assert "fewer than 5" in html
+    assert "Person a" not in html
+    assert "Not available yet" in html
+    assert "GBP 163.80" in html
+    assert "Close this period" not in html  # only admins close periods
+    assert 'href="/reports/" aria-current="page">Impact</a>' in html  # navigation
+
+
+def test_member_is_refused(client, as_role):
+    as_role("member")
+    assert client.get("/reports/", query_string=Q1).status_code == 403
+
+
+def test_bad_date_is_explained(client, as_role):
+    as_role("broker")
+    page = client.get("/reports/", query_string={**Q1, "from": "first of may"})
+    assert page.status_code == 422 and "YYYY-MM-DD" in page.get_data(as_text=True)
+
+
+def test_downloads_and_print_view(client, as_role):
+    as_role("broker")
+    csv = client.get("/reports/download.csv", query_string=Q1)
+    assert csv.status_code == 200 and "headline,hours_delivered,,13.0" in csv.get_data(as_text=True)
+    xlsx = client.get("/reports/download.xlsx", query_string=Q1)
+    assert xlsx.status_code == 200 and xlsx.data[:2] == b"PK"
+    assert client.get("/reports/download.json", query_string=Q1).get_json()["headline"]["minutes_delivered"] == 780
+    printed = client.get("/reports/print", query_string=Q1).get_data(as_text=True)
+    assert "Impact report" in printed and "print.css" in printed and "13.0" in printed
+
+
+def test_admin_closes_period_and_dashboard_says_so(client, as_role):
+    as_role("admin")
+    assert "Close this period" in client.get("/reports/", query_string=Q1).get_data(as_text=True)
+    response = client.post("/reports/close", data=Q1)
+    assert response.status_code == 303
+    html = client.get("/reports/", query_string=Q1).get_data(as_text=True)
+    assert "This period is closed" in html and "Corrections made later appear in the period" in html
+    assert "Close this period" not in html
