@@ -49,3 +49,6 @@ test: test-sqlite test-postgres
 
 clean:
 	rm -rf $(VENV) instance/*.sqlite3*
+
+bench-ledger: install-dev
+	$(BIN)/python bench/ledger_bench.py

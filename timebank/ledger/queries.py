@@ -83,7 +83,7 @@ def statement(session, account_id: int, date_from: dt.date, date_to: dt.date, pa
     """
     account = get_account(session, account_id)
     page = max(1, int(page))
-    per_page = max(1, min(int(per_page), 1000))
+    per_page = max(1, int(per_page))
     opening = balance_of(session, account_id, date_from - dt.timedelta(days=1))
     rows = session.execute(
         select(Transfer.effective_date, Transfer.id, func.sum(Posting.minutes))
