@@ -28,6 +28,7 @@ def test_member_logs_and_other_confirms_on_pages(client, make_person, login, bal
     assert (balance(alice), balance(bob)) == (90, -90)
     dash = client.get("/exchanges/").get_data(as_text=True)
     assert "Nothing is waiting for you." in dash and "-1 hour 30 minutes" in dash
+    assert f"/accounts/{bob.account_id}/statement" in dash
 
 
 def test_log_form_shows_rule_message_and_saves_nothing(client, make_person, login, session):

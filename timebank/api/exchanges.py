@@ -1,7 +1,6 @@
 """Exchanges, group activities and the community pot over the JSON API."""
 from __future__ import annotations
 
-import datetime as dt
 
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
@@ -9,7 +8,7 @@ from sqlalchemy import or_, select
 
 from timebank.api.idempotency import idempotent
 from timebank.api.security import current_api_user, token_required
-from timebank.community.models import Membership, OrganisationRepresentative
+from timebank.community.models import OrganisationRepresentative
 from timebank.errors import NotFound, ValidationFailed
 from timebank.exchanges import policy, service
 from timebank.exchanges.models import Exchange, GroupActivity

@@ -16,7 +16,7 @@ import logging
 import re
 from dataclasses import dataclass, field
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 
 from timebank.community.models import Category, Membership, Organisation, TimeBank, User
 from timebank.community.service import log_audit

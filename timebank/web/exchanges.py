@@ -7,6 +7,7 @@ import datetime as dt
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import select
+from werkzeug.routing import BuildError
 
 from timebank.community.models import Category, Membership, Organisation, OrganisationRepresentative, User
 from timebank.errors import DomainError
@@ -89,7 +90,11 @@ def dashboard():
     orgs = list(db.session.scalars(select(Organisation).join(
         OrganisationRepresentative, OrganisationRepresentative.organisation_id == Organisation.id)
         .where(OrganisationRepresentative.user_id == current_user.id)))
-    return render_template("exchanges/dashboard.html", membership=membership, account=account, given=given,
+    try:  # the statement page belongs to the ledger capability
+        statement_url = url_for("ledger.statement_page", account_id=membership.account_id)
+    except BuildError:
+        statement_url = None
+    return render_template("exchanges/dashboard.html", statement_url=statement_url, membership=membership, account=account, given=given,
                            received=received, waiting=waiting, recent=recent, names=_names(waiting + recent),
                            hours=service.hours_text, organisations=orgs)
 
