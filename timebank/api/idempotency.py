@@ -52,6 +52,10 @@ def idempotent(view):
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
         user = current_api_user()
+        if user is None:  # whatever the decorator order, no token is a 401, never a 500
+            from werkzeug.exceptions import Unauthorized
+
+            raise Unauthorized("A valid bearer token is required. Get one from POST /api/v1/tokens.")
         key = idempotency_key_from_request(required=True)
         fingerprint = request_fingerprint()
         endpoint = request.path
