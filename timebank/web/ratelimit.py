@@ -1,0 +1,37 @@
+"""Login rate limits, per account and per address (flask-limiter).
+
+In memory by default; set RATELIMIT_STORAGE_URI (e.g. redis://...) to share counts between workers.
+LOGIN_RATE_LIMIT sets the allowance (default 10 per minute per account and per address).
+"""
+from __future__ import annotations
+
+from flask import Flask, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+
+limiter = Limiter(key_func=get_remote_address, default_limits=[], storage_uri="memory://")
+
+
+def _account_key() -> str:
+    email = request.form.get("email", "")
+    if not email and request.authorization is not None:
+        email = request.authorization.username or ""
+    return "account:" + email.strip().lower()[:320]
+
+
+def _posting_credentials() -> bool:
+    return request.method != "POST"  # exempt when True: only credential submissions count
+
+
+def init_rate_limits(app: Flask) -> None:
+    app.config.setdefault("RATELIMIT_STORAGE_URI", "memory://")
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", False)
+    limiter.init_app(app)
+    allowance = app.config.get("LOGIN_RATE_LIMIT", "10 per minute")
+    for endpoint in ("web.login", "auth.create_token", "people.forgot_password", "people.join"):
+        view = app.view_functions.get(endpoint)
+        if view is None:
+            continue
+        view = limiter.limit(allowance, key_func=get_remote_address, exempt_when=_posting_credentials)(view)
+        view = limiter.limit(allowance, key_func=_account_key, exempt_when=_posting_credentials)(view)
+        app.view_functions[endpoint] = view
