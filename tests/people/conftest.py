@@ -21,7 +21,8 @@ def world(session, timebank, make_person):
     w.outsider, w.outsider_m = make_person("broker", tb=w.elsewhere_tb)
     w.organisation = create_organisation(session, timebank=timebank, name="Community Centre", kind="community_group")
     w.organisation.representatives.append(w.rep)
-    session.flush()
+    # Committed (to the test's savepoint) so a refused request's rollback does not undo the set-up.
+    session.commit()
     w.users = {"member": w.member, "org_rep": w.rep, "broker": w.broker, "commissioner": w.commissioner,
                "admin": w.admin, "outsider": w.outsider}
     return w
