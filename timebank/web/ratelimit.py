@@ -9,9 +9,6 @@ from flask import Flask, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
-limiter = Limiter(key_func=get_remote_address, default_limits=[], storage_uri="memory://")
-
-
 def _account_key() -> str:
     email = request.form.get("email", "")
     if not email and request.authorization is not None:
@@ -26,12 +23,18 @@ def _posting_credentials() -> bool:
 def init_rate_limits(app: Flask) -> None:
     app.config.setdefault("RATELIMIT_STORAGE_URI", "memory://")
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", False)
+    # One limiter per app: its settings (enabled, storage) are per app, not global.
+    limiter = Limiter(key_func=get_remote_address, default_limits=[], storage_uri="memory://")
     limiter.init_app(app)
+    app.extensions["timebank_limiter"] = limiter  # flask-limiter keeps only a weak reference
     allowance = app.config.get("LOGIN_RATE_LIMIT", "10 per minute")
     for endpoint in ("web.login", "auth.create_token", "people.forgot_password", "people.join"):
         view = app.view_functions.get(endpoint)
         if view is None:
             continue
-        view = limiter.limit(allowance, key_func=get_remote_address, exempt_when=_posting_credentials)(view)
-        view = limiter.limit(allowance, key_func=_account_key, exempt_when=_posting_credentials)(view)
+        # Shared scopes: guesses through the page, the API and the reset form count together.
+        view = limiter.shared_limit(allowance, scope="credentials-by-address", key_func=get_remote_address,
+                                    exempt_when=_posting_credentials)(view)
+        view = limiter.shared_limit(allowance, scope="credentials-by-account", key_func=_account_key,
+                                    exempt_when=_posting_credentials)(view)
         app.view_functions[endpoint] = view
