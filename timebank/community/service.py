@@ -206,9 +206,11 @@ def grant_welcome_minutes(session, membership: Membership, *, minutes: int, sour
         raise ValidationFailed("Welcome hours come from issuance or the pot.",
                                errors={"welcome_from": ["Must be issuance or pot."]})
     source_account = system_account(session, membership.timebank_id, source)
-    post_transfer(session, timebank_id=membership.timebank_id, kind="grant",  # pragma: no cover (ledger branch)
+    post_transfer(session, timebank_id=membership.timebank_id, kind="grant",
                   postings=[(source_account.id, -minutes), (membership.account_id, minutes)],
-                  memo="Welcome hours", recorded_by_user_id=getattr(actor, "id", None))
+                  effective_date=dt.date.today(), memo="Welcome hours",
+                  recorded_by_user_id=getattr(actor, "id", None),
+                  idempotency_key=f"welcome-{membership.id}")
 
 
 def decline_application(session, membership: Membership, *, actor, reason: str) -> Membership:
