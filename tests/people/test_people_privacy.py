@@ -9,7 +9,12 @@ from timebank.ledger.models import Account, Posting, Transfer
 
 
 def _transfer(session, timebank_id, pairs, memo="Gardening"):
-    """Record a balanced transfer directly (the ledger's own post_transfer lives on the ledger branch)."""
+    """Record a balanced transfer: through the ledger's post_transfer when it is present, else directly."""
+    from timebank.ledger import service as ledger_service
+
+    if hasattr(ledger_service, "post_transfer"):
+        return ledger_service.post_transfer(session, timebank_id=timebank_id, kind="exchange", postings=pairs,
+                                            effective_date=dt.date.today(), memo=memo)
     transfer = Transfer(timebank_id=timebank_id, kind="exchange", memo=memo, effective_date=dt.date.today())
     session.add(transfer)
     session.flush()
