@@ -96,6 +96,9 @@ class Membership(db.Model):
     risk_note: Mapped[str | None] = mapped_column(Text, nullable=True)
     induction_date: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
     decline_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # What the applicant told us on the join page, and what a broker asked them for.
+    application_note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    info_requested: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
     user: Mapped[User] = relationship(back_populates="memberships", foreign_keys=[user_id])

@@ -1,0 +1,87 @@
+"""Password reset and set-password links: signed, expiring, single-use in effect.
+
+The token carries the user id and a fingerprint of the current password hash, so it stops
+working once the password changes. Links are mailed by SMTP when MAIL_SERVER is configured,
+otherwise written to the log (development).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import smtplib
+from email.message import EmailMessage
+
+from flask import url_for
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+from timebank.community.auth import hash_password
+from timebank.community.models import User
+from timebank.errors import DomainError
+
+log = logging.getLogger("timebank.mail")
+SALT = "password-reset"
+
+
+class InvalidResetLink(DomainError):
+    code = "invalid_reset_link"
+    status = 400
+    title = "This link does not work"
+
+
+def _fingerprint(user: User) -> str:
+    return hashlib.sha256((user.password_hash or "none").encode()).hexdigest()[:16]
+
+
+def make_token(app, user: User) -> str:
+    return URLSafeTimedSerializer(app.config["SECRET_KEY"], salt=SALT).dumps([user.id, _fingerprint(user)])
+
+
+def user_for_reset_token(app, session, token: str) -> User:
+    max_age = int(app.config.get("PASSWORD_RESET_MAX_AGE", 3600))
+    try:
+        user_id, fingerprint = URLSafeTimedSerializer(app.config["SECRET_KEY"], salt=SALT).loads(token,
+                                                                                                   max_age=max_age)
+    except SignatureExpired:
+        raise InvalidResetLink("This link has expired. Ask for a new one.") from None
+    except (BadSignature, ValueError, TypeError):
+        raise InvalidResetLink("This link is not valid. Ask for a new one.") from None
+    user = session.get(User, user_id)
+    if user is None or not user.is_active or _fingerprint(user) != fingerprint:
+        raise InvalidResetLink("This link is not valid any more. Ask for a new one.")
+    return user
+
+
+def set_password(session, user: User, password: str) -> None:
+    if len(password) < 10:
+        from timebank.errors import ValidationFailed
+
+        raise ValidationFailed("Use at least 10 characters.", errors={"password": ["Use at least 10 characters."]})
+    user.password_hash = hash_password(password)
+    session.flush()
+
+
+def send_password_link(app, user: User, *, purpose: str = "reset") -> str:
+    """Send (or log) a link to set a new password; returns the link."""
+    link = url_for("people.reset_password", token=make_token(app, user), _external=True)
+    subject = "Set your time bank password" if purpose == "set" else "Reset your time bank password"
+    body = (f"Hello {user.display_name},\n\nUse this link within an hour to choose a password:\n{link}\n\n"
+            "If you did not ask for this, you can ignore this email.\n")
+    server = app.config.get("MAIL_SERVER")
+    if server:
+        message = EmailMessage()
+        message["Subject"] = subject
+        message["From"] = app.config.get("MAIL_DEFAULT_SENDER", "timebank@localhost")
+        message["To"] = user.email
+        message.set_content(body)
+        try:
+            with smtplib.SMTP(server, int(app.config.get("MAIL_PORT", 25)), timeout=10) as smtp:
+                if app.config.get("MAIL_USE_TLS"):
+                    smtp.starttls()
+                if app.config.get("MAIL_USERNAME"):
+                    smtp.login(app.config["MAIL_USERNAME"], app.config.get("MAIL_PASSWORD", ""))
+                smtp.send_message(message)
+        except (OSError, smtplib.SMTPException) as exc:
+            log.error("could not send the password email to user %s: %s", user.id, exc)
+    else:
+        log.info("password link for user %s (development, no MAIL_SERVER): %s", user.id, link)
+    return link
