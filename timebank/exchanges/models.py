@@ -99,3 +99,43 @@ class Exchange(db.Model):
         Index("ix_exchange_provider", "provider_membership_id"),
         Index("ix_exchange_recipient", "recipient_membership_id"),
     )
+
+
+NOTIFICATION_KINDS = {
+    "exchange_to_confirm": "An exchange waits for me to confirm it",
+    "exchange_confirmed": "An exchange I logged was confirmed",
+    "exchange_disputed": "An exchange I logged was disputed",
+    "exchange_cancelled": "An exchange with me was cancelled",
+    "exchange_auto_confirmed": "An exchange confirmed itself after the waiting time",
+    "exchange_recorded": "A broker or organisation recorded hours for me",
+    "dispute_resolved": "A dispute was settled by a broker",
+    "pot_grant": "I received hours from the community pot",
+}
+
+
+class Notification(db.Model):
+    """An in-app message to one user; unread until read_at is set."""
+
+    __tablename__ = "notification"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id"))
+    timebank_id: Mapped[int | None] = mapped_column(ForeignKey("timebank.id"), nullable=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    message: Mapped[str] = mapped_column(Text)
+    exchange_id: Mapped[int | None] = mapped_column(ForeignKey("exchange.id"), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    read_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+    __table_args__ = (Index("ix_notification_user_read", "user_id", "read_at"),)
+
+
+class NotificationPreference(db.Model):
+    """A member's choice per kind; no row means both in-app and email are on."""
+
+    __tablename__ = "notification_preference"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40), primary_key=True)
+    in_app: Mapped[bool] = mapped_column(Boolean, default=True)
+    email: Mapped[bool] = mapped_column(Boolean, default=True)

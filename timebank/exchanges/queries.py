@@ -1,0 +1,60 @@
+"""Exchange nouns: a member's dashboard figures, lists, disputes, pot flows."""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import func, or_, select
+
+from timebank.community.models import Membership
+from timebank.exchanges.models import Exchange
+from timebank.ledger.models import Account, Posting, Transfer
+from timebank.ledger.service import system_account
+
+
+def exchanges_of(session, membership: Membership, limit: int = 20) -> list[Exchange]:
+    return list(session.scalars(select(Exchange).where(or_(
+        Exchange.provider_membership_id == membership.id, Exchange.recipient_membership_id == membership.id))
+        .order_by(Exchange.happened_on.desc(), Exchange.id.desc()).limit(limit)))
+
+
+def waiting_for(session, membership: Membership) -> list[Exchange]:
+    """Pending exchanges the member is asked to confirm (logged by the other side)."""
+    from timebank.exchanges import policy
+
+    pending = session.scalars(select(Exchange).where(Exchange.status == "pending", or_(
+        Exchange.provider_membership_id == membership.id, Exchange.recipient_membership_id == membership.id))
+        .order_by(Exchange.id))
+    return [e for e in pending if policy.can_confirm(session, membership.user, e)]
+
+
+def hours_this_year(session, membership: Membership, today: dt.date | None = None) -> tuple[int, int]:
+    """(minutes given, minutes received) in confirmed exchanges this calendar year."""
+    today = today or dt.date.today()
+    start = dt.date(today.year, 1, 1)
+    base = select(func.coalesce(func.sum(Exchange.minutes), 0)).where(
+        Exchange.status == "confirmed", Exchange.happened_on >= start)
+    given = session.scalar(base.where(Exchange.provider_membership_id == membership.id))
+    received = session.scalar(base.where(Exchange.recipient_membership_id == membership.id))
+    return int(given), int(received)
+
+
+def disputes(session, timebank_id: int) -> list[Exchange]:
+    return list(session.scalars(select(Exchange).where(Exchange.timebank_id == timebank_id,
+                                                       Exchange.status == "disputed").order_by(Exchange.id)))
+
+
+def pot_summary(session, timebank_id: int, limit: int = 20) -> dict:
+    """The pot's balance and its recent flows (donations in, grants out)."""
+    pot = system_account(session, timebank_id, "pot")
+    flows = session.execute(select(Transfer.id, Transfer.kind, Transfer.effective_date, Transfer.memo,
+                                   Posting.minutes)
+                            .join(Posting, Posting.transfer_id == Transfer.id)
+                            .where(Posting.account_id == pot.id)
+                            .order_by(Transfer.id.desc()).limit(limit)).all()
+    return {"balance_minutes": pot.balance_minutes, "account_id": pot.id,
+            "flows": [dict(id=f.id, kind=f.kind, date=f.effective_date, memo=f.memo, minutes=f.minutes)
+                      for f in flows]}
+
+
+def account_of(session, membership: Membership) -> Account | None:
+    return session.get(Account, membership.account_id) if membership.account_id else None
