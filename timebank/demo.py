@@ -26,14 +26,11 @@ from sqlalchemy import select
 
 from timebank.community.models import Category, MemberSkill, User
 from timebank.community.service import add_membership, create_organisation, create_timebank, create_user
-from timebank.exchanges.models import COPRODUCTION_SUBTYPES, Exchange, GroupActivity
+from timebank.exchanges import service as exchanges
+from timebank.exchanges.ledger_port import post_transfer
+from timebank.exchanges.models import COPRODUCTION_SUBTYPES, Exchange
 from timebank.ledger.models import Account
 from timebank.ledger.service import ensure_system_accounts
-
-try:  # The ledger's posting verbs (branch `ledger`); a faithful stand-in until they land.
-    from timebank.ledger.service import post_transfer, reverse_transfer
-except ImportError:  # pragma: no cover - replaced by the ledger service once merged
-    from timebank._demo_ledger_fallback import post_transfer, reverse_transfer
 
 DEMO_PASSWORD = "demo-password-123"
 DEMO_LOGINS = [
@@ -122,7 +119,7 @@ OUTCOME_WEIGHTS = [("community_safety", 9), ("local_environment", 14), ("public_
 @dataclass
 class Person:
     membership_id: int
-    user_id: int
+    user: User
     account_id: int | None
     joined: dt.date
     until: dt.date | None          # left or suspended on
@@ -137,7 +134,7 @@ class Org:
     organisation_id: int
     account_id: int
     kind: str
-    rep_user_id: int
+    rep: User
 
 
 class _Picker:
@@ -148,6 +145,7 @@ class _Picker:
         self._month = None
 
     def at(self, day: dt.date):
+        self.day = day
         key = (day.year, day.month)
         if key != self._month:
             self._month = key
@@ -160,8 +158,12 @@ class _Picker:
     def pick(self) -> Person | None:
         if not self._eligible:
             return None
-        return self._eligible[bisect.bisect(self._cum, self.rng.random() * self._cum[-1]) if len(self._cum) > 1
-                              else 0]
+        for _ in range(10):
+            person = self._eligible[min(bisect.bisect(self._cum, self.rng.random() * self._cum[-1]),
+                                        len(self._eligible) - 1)]
+            if person.until is None or person.until > self.day:  # left or suspended since the month began
+                return person
+        return None
 
 
 class Builder:
@@ -182,12 +184,14 @@ class Builder:
                       "pending": 0, "auto_confirmed": 0, "pending_applications": 0, "suspended": 0, "left": 0}
         self._since_commit = 0
         self._seq = itertools.count(1)
-        self._legs: dict[int, list] = {}
+        self.pending: list = []
+        self.confirmed: list = []
+        self.status_changes: list = []  # (date, membership, status): members who leave or are suspended
 
     # --- population -------------------------------------------------------------------------------------------
 
     def build_population(self):
-        rng, session = self.rng, self.session
+        session = self.session
         self.timebank = create_timebank(session, slug=self.slug, name=self.name)
         self.timebank_id = self.timebank.id
         self.floor_minutes = self.timebank.default_floor_minutes
@@ -217,7 +221,7 @@ class Builder:
                 membership = add_membership(session, user=user, timebank=self.timebank, role=role,
                                             joined_on=self.start, **self._profile(role="staff"))
                 if email == "member@demo.timebank":
-                    self.people.append(Person(membership.id, user.id, membership.account_id, self.start, None,
+                    self.people.append(Person(membership.id, user, membership.account_id, self.start, None,
                                               give_weight=6.0, receive_weight=4.0,
                                               skills=self._skills(membership.id, 3)))
                     self._track(membership.account_id, self.floor_minutes)
@@ -228,7 +232,7 @@ class Builder:
                 add_membership(session, user=user, timebank=self.timebank, role=role, joined_on=self.start)
                 self.staff[role] = user
         broker_key = "broker@demo.timebank" if self.logins else "broker"
-        self.broker_user_id = self.staff[broker_key].id
+        self.broker = self.staff[broker_key]
         # A second broker joins for bigger banks.
         if self.n_members >= 500:
             user = create_user(session, email=f"broker2@{self.slug}.demo.timebank", display_name="Bo Broker")
@@ -311,12 +315,12 @@ class Builder:
             later = rng.random()
             if later < 0.07 and (END_DATE - joined).days > 60:
                 until = joined + dt.timedelta(days=rng.randrange(30, (END_DATE - joined).days))
-                membership.status = "left"
+                self.status_changes.append((until, membership, "left", None))
                 self.stats["left"] += 1
             elif later < 0.09 and (END_DATE - joined).days > 60:
                 until = joined + dt.timedelta(days=rng.randrange(30, (END_DATE - joined).days))
-                membership.status = "suspended"
-                membership.risk_note = "Suspended by a broker pending a review."
+                self.status_changes.append((until, membership, "suspended",
+                                            "Suspended by a broker pending a review."))
                 self.stats["suspended"] += 1
             # Heavy-tailed activity: over half never trade, a small core trades a great deal.
             if rng.random() < 0.52:
@@ -326,7 +330,7 @@ class Builder:
             older = profile.get("age_band") in ("75+", "65-74")
             receive = 0.0 if give == 0 and rng.random() < 0.85 else \
                 (give or 0.3) * rng.lognormvariate(0, 0.6) * (2.5 if older else 1.0)
-            person = Person(membership.id, user.id, membership.account_id, joined, until, give, receive,
+            person = Person(membership.id, user, membership.account_id, joined, until, give, receive,
                             skills=self._skills(membership.id, rng.choice([1, 1, 2, 2, 3, 4])))
             self.people.append(person)
             self._track(membership.account_id, self.floor_minutes)
@@ -366,12 +370,11 @@ class Builder:
                            **self._profile())
             organisation.representatives.append(rep)
             self._track(organisation.account_id, self.session.get(Account, organisation.account_id).floor_minutes)
-            org = Org(organisation.id, organisation.account_id, kind, rep.id)
+            org = Org(organisation.id, organisation.account_id, kind, rep)
             self.orgs.append(org)
             # Commissioned hours: councils and the NHS fund more volunteering than a café does.
             opening = {"council": 300, "nhs": 200, "school": 80, "charity": 120}.get(kind, 40) * 60
-            self._post("opening", [(self.system["issuance"], -opening), (org.account_id, opening)],
-                       self.start, f"Opening hours for {name}")
+            self._commission(org, opening, self.start, f"Opening hours for {name}")
             bar.update(1)
         self.org_cum = list(itertools.accumulate(
             {"council": 5, "nhs": 4, "charity": 3, "school": 2, "community_group": 2}.get(o.kind, 1) *
@@ -389,20 +392,31 @@ class Builder:
         total = sum(live)
         self.givers = _Picker(rng, self.people, "give_weight")
         self.receivers = _Picker(rng, self.people, "receive_weight")
-        self.confirmed: list[tuple[int, Exchange]] = []
+        changes = sorted(self.status_changes, key=lambda c: (c[0], c[1].id))
         bar = self._bar(self.n_events, f"{self.slug}: exchanges")
+        previous = None
         for month, count in zip(months, live):
             n = round(self.n_events * count / total)
             last_day = min(_month_end(month), END_DATE)
             days = sorted(month + dt.timedelta(days=rng.randrange(0, (last_day - month).days + 1))
                           for _ in range(n))
             for day in days:
+                if day != previous:
+                    while changes and changes[0][0] <= day:
+                        _, membership, status, note = changes.pop(0)
+                        membership.status = status
+                        membership.risk_note = note
+                    self._run_auto_confirm(day)
+                    previous = day
                 self.givers.at(day)
                 self.receivers.at(day)
                 self._event(day)
                 bar.update(1)
                 self._maybe_commit()
         bar.finish()
+        for _, membership, status, note in changes:
+            membership.status, membership.risk_note = status, note
+        self._run_auto_confirm(END_DATE)
 
     def _event(self, day: dt.date):
         r = self.rng.random()
@@ -444,56 +458,26 @@ class Builder:
         return dict(category_id=category_id, coproduction_type=kind, coproduction_subtype=subtype,
                     outcome_area=area, substitutive=rng.random() < 0.3)
 
-    def _status(self, day: dt.date) -> str:
-        """What happened to an exchange logged on `day`: mostly confirmed; recent ones may still be pending."""
+    def _fate(self, day: dt.date) -> str:
+        """What becomes of a member-to-member exchange logged on `day`."""
         rng = self.rng
-        age = (END_DATE - day).days
-        if age < self.auto_confirm_days and rng.random() < 0.6:
-            return "pending"
+        if (END_DATE - day).days < self.auto_confirm_days and rng.random() < 0.6:
+            return "pending"  # still waiting for the other side
         r = rng.random()
         if r < 0.012:
             return "disputed"
-        if r < 0.08:
-            return "auto_confirmed"
+        if r < 0.09:
+            return "auto_confirmed"  # the other side never answered: auto-confirm posts it
         return "confirmed"
 
-    def _exchange(self, day, kind, minutes, payer, payee, tags, *, provider_m=None, recipient_m=None,
-                  provider_o=None, recipient_o=None, logged_by, description):
-        status = self._status(day)
-        exchange = Exchange(timebank_id=self.timebank_id, kind=kind, provider_membership_id=provider_m,
-                            recipient_membership_id=recipient_m, provider_organisation_id=provider_o,
-                            recipient_organisation_id=recipient_o, minutes=minutes, happened_on=day,
-                            description=description, collective=False, logged_by_user_id=logged_by,
-                            created_at=_at(day, 18), extra={}, **tags)
-        if status == "pending":
-            exchange.status = "pending"
-            self.stats["pending"] += 1
-        elif status == "disputed":
-            exchange.status = "disputed"
-            exchange.dispute_reason = self.rng.choice(["The time recorded is too long.",
-                                                       "This exchange did not happen.",
-                                                       "Logged twice by mistake."])
-            self.stats["disputed"] += 1
-        else:
-            if not self._room(payer, minutes):
-                return None
-            transfer = self._post("exchange", [(payer, -minutes), (payee, minutes)], day, description,
-                                  recorded_by=logged_by, metadata={"exchange_kind": kind})
-            exchange.status = "confirmed"
-            exchange.transfer_id = transfer.id
-            exchange.auto_confirmed = status == "auto_confirmed"
-            wait = self.auto_confirm_days if exchange.auto_confirmed else self.rng.randrange(0, 4)
-            exchange.confirmed_at = _at(day + dt.timedelta(days=wait), 9)
-            self.stats["auto_confirmed"] += exchange.auto_confirmed
-            self.stats[kind] += 1
-            self.stats["individual_minutes"] += minutes
-        self.session.add(exchange)
-        if exchange.status == "confirmed":
-            self.confirmed.append((payer, exchange))
-            del self.confirmed[:-300]  # reversals correct recent mistakes
-        return exchange
+    def _stamp(self, exchange: Exchange, day: dt.date, confirmed_after: int | None = None):
+        # The service stamps the wall clock; the demo's story happens on its own fixed calendar.
+        exchange.created_at = _at(day, 18)
+        if confirmed_after is not None:
+            exchange.confirmed_at = _at(day + dt.timedelta(days=confirmed_after), 9)
 
     def _p2p(self, day):
+        rng = self.rng
         provider = self.givers.pick()
         if provider is None:
             return
@@ -504,22 +488,71 @@ class Builder:
                 break
         else:
             return
-        category = self.rng.choice(provider.skills) if provider.skills and self.rng.random() < 0.8 \
-            else self._category()
-        # Many members never use a computer: the broker logs a third of exchanges for them.
-        logged_by = self.broker_user_id if self.rng.random() < 0.33 else provider.user_id
-        if self._exchange(day, "p2p", minutes, recipient.account_id, provider.account_id,
-                          self._tags(category, "p2p"), provider_m=provider.membership_id,
-                          recipient_m=recipient.membership_id, logged_by=logged_by,
-                          description=self._describe(category)):
-            provider.traded = recipient.traded = True
+        category = rng.choice(provider.skills) if provider.skills and rng.random() < 0.8 else self._category()
+        tags = self._tags(category, "p2p")
+        fields = dict(provider_id=provider.membership_id, recipient_id=recipient.membership_id, minutes=minutes,
+                      happened_on=day, description=self._describe(category), category_id=category, tags=tags,
+                      today=day)
+        provider.traded = recipient.traded = True
+        if rng.random() < 0.3:
+            # Many members never use a computer: a broker records the exchange for them; it posts at once.
+            exchange = exchanges.record_exchange(self.session, user=self.broker, **fields)
+            self._paid(recipient.account_id, provider.account_id, minutes)
+            self._stamp(exchange, day, 0)
+            self._confirmed(exchange, recipient.account_id, provider.account_id, (recipient, provider))
+            self.stats["p2p"] += 1
+            self.stats["individual_minutes"] += minutes
+            return
+        exchange = exchanges.log_exchange(self.session, user=provider.user, **fields)
+        self._stamp(exchange, day)
+        fate = self._fate(day)
+        if fate == "confirmed":
+            exchanges.confirm_exchange(self.session, exchange.id, user=recipient.user)
+            self._paid(recipient.account_id, provider.account_id, minutes)
+            self._stamp(exchange, day, rng.randrange(0, 4))
+            self._confirmed(exchange, recipient.account_id, provider.account_id, (recipient, provider))
+        elif fate == "disputed":
+            exchanges.dispute_exchange(self.session, exchange.id, user=recipient.user, reason=rng.choice(
+                ["The time recorded is too long.", "This exchange did not happen.", "Logged twice by mistake."]))
+            self.stats["disputed"] += 1
+            if (END_DATE - day).days > 30 and rng.random() < 0.7:
+                # Brokers settle most disputes within a few weeks.
+                action = rng.choice(["cancel", "cancel", "confirm"])
+                exchanges.resolve_dispute(self.session, exchange.id, user=self.broker, action=action,
+                                          reason="Talked to both members.", today=day + dt.timedelta(days=10))
+                if action == "confirm":
+                    self._paid(recipient.account_id, provider.account_id, minutes)
+                    self._stamp(exchange, day, 10)
+            return
+        else:
+            # Pending: hours are promised, so the demo keeps the payer's headroom for them.
+            self._paid(recipient.account_id, provider.account_id, minutes)
+            self.pending.append((exchange, day, fate))
+            if fate == "pending":
+                self.stats["pending"] += 1
+                return
+        self.stats["p2p"] += 1
+        self.stats["individual_minutes"] += minutes
+
+    def _run_auto_confirm(self, today: dt.date):
+        """The nightly auto-confirm, run by the service as the real scheduler would."""
+        due = [e for e, day, fate in self.pending if fate == "auto_confirmed"
+               and day + dt.timedelta(days=self.auto_confirm_days) <= today]
+        if not due:
+            return
+        confirmed = set(exchanges.auto_confirm(self.session, today=today))
+        for exchange in due:
+            if exchange.id in confirmed:
+                self._stamp(exchange, exchange.happened_on, self.auto_confirm_days)
+                self.stats["auto_confirmed"] += 1
+        self.pending = [(e, d, f) for e, d, f in self.pending if e.id not in confirmed]
 
     def _org(self) -> Org:
         index = bisect.bisect(self.org_cum, self.rng.random() * self.org_cum[-1])
         return self.orgs[min(index, len(self.orgs) - 1)]
 
     def _p2a(self, day):
-        """A member helps an organisation's mission; the organisation credits them."""
+        """A member helps an organisation's mission; its representative credits them (posts at once)."""
         provider = self.givers.pick()
         if provider is None:
             return
@@ -527,10 +560,16 @@ class Builder:
         minutes = self._minutes(2.5)
         self._fund(org, minutes, day)
         category = self._category()
-        if self._exchange(day, "p2a", minutes, org.account_id, provider.account_id, self._tags(category, "p2a"),
-                          provider_m=provider.membership_id, recipient_o=org.organisation_id,
-                          logged_by=org.rep_user_id, description=self._describe(category)):
-            provider.traded = True
+        exchange = exchanges.credit_volunteer(
+            self.session, user=org.rep, organisation_id=org.organisation_id, membership_id=provider.membership_id,
+            minutes=minutes, happened_on=day, description=self._describe(category), category_id=category,
+            tags=self._tags(category, "p2a"), today=day)
+        self._paid(org.account_id, provider.account_id, minutes)
+        self._stamp(exchange, day, 0)
+        self._confirmed(exchange, org.account_id, provider.account_id, (provider,))
+        provider.traded = True
+        self.stats["p2a"] += 1
+        self.stats["individual_minutes"] += minutes
 
     def _a2p(self, day):
         """A member spends hours with an organisation: a course place, a room, a swim."""
@@ -545,10 +584,17 @@ class Builder:
             return
         org = self._org()
         category = self._category()
-        if self._exchange(day, "p2a", minutes, recipient.account_id, org.account_id, self._tags(category, "p2a"),
-                          provider_o=org.organisation_id, recipient_m=recipient.membership_id,
-                          logged_by=org.rep_user_id, description=f"Place at {self._describe(category).lower()}"):
-            recipient.traded = True
+        exchange = exchanges.spend_with_organisation(
+            self.session, user=recipient.user, membership_id=recipient.membership_id,
+            organisation_id=org.organisation_id, minutes=minutes, happened_on=day,
+            description=f"Place at {self._describe(category).lower()}", category_id=category,
+            tags=self._tags(category, "p2a"), today=day)
+        self._paid(recipient.account_id, org.account_id, minutes)
+        self._stamp(exchange, day, 0)
+        self._confirmed(exchange, recipient.account_id, org.account_id, (recipient,))
+        recipient.traded = True
+        self.stats["p2a"] += 1
+        self.stats["individual_minutes"] += minutes
 
     def _a2a(self, day):
         """Organisations trade spare capacity: a minibus, a room, help writing a bid."""
@@ -559,12 +605,19 @@ class Builder:
         self._fund(recipient, minutes, day)
         what = self.rng.choice(["Minibus loan", "Meeting room", "Help writing a funding bid", "Printing",
                                 "Shared stall at the summer fair"])
-        self._exchange(day, "a2a", minutes, recipient.account_id, provider.account_id,
-                       self._tags(self._category(), "a2a"), provider_o=provider.organisation_id,
-                       recipient_o=recipient.organisation_id, logged_by=recipient.rep_user_id, description=what)
+        category = self._category()
+        exchange = exchanges.organisation_exchange(
+            self.session, user=recipient.rep, provider_organisation_id=provider.organisation_id,
+            recipient_organisation_id=recipient.organisation_id, minutes=minutes, happened_on=day, description=what,
+            category_id=category, tags=self._tags(category, "a2a"), today=day)
+        self._paid(recipient.account_id, provider.account_id, minutes)
+        self._stamp(exchange, day, 0)
+        self._confirmed(exchange, recipient.account_id, provider.account_id, (recipient, provider))
+        self.stats["a2a"] += 1
+        self.stats["individual_minutes"] += minutes
 
     def _activity(self, day):
-        """Collective co-production: an organisation credits everyone who took part in one transfer."""
+        """Collective co-production: an organisation credits everyone who took part, in one transfer."""
         rng = self.rng
         org = self._org()
         # 5 to 60 people, most events small.
@@ -588,24 +641,17 @@ class Builder:
         category = self._category()
         tags = self._tags(category, "group")
         tags.update(coproduction_type=kind, coproduction_subtype=rng.choice(COPRODUCTION_SUBTYPES[kind]))
-        transfer = self._post("group_activity", [(org.account_id, -total)] + [(p.account_id, m) for p, m in legs],
-                              day, f"{title} ({len(legs)} people)", recorded_by=org.rep_user_id,
-                              metadata={"participants": len(legs)})
-        activity = GroupActivity(timebank_id=self.timebank_id, organisation_id=org.organisation_id, title=title,
-                                 happened_on=day, people_reached=len(legs) * rng.randrange(2, 20),
-                                 transfer_id=transfer.id, recorded_by_user_id=org.rep_user_id,
-                                 created_at=_at(day, 20), **tags)
-        self.session.add(activity)
-        self.session.flush()
+        activity = exchanges.record_group_activity(
+            self.session, user=org.rep, organisation_id=org.organisation_id, title=title, happened_on=day,
+            participants=[(p.membership_id, m) for p, m in legs], category_id=category, tags=tags,
+            people_reached=len(legs) * rng.randrange(2, 20), today=day)
+        activity.created_at = _at(day, 20)
+        self.balance[org.account_id] -= total
         for person, minutes in legs:
             person.traded = True
-            self.session.add(Exchange(
-                timebank_id=self.timebank_id, kind="p2a", provider_membership_id=person.membership_id,
-                recipient_organisation_id=org.organisation_id, minutes=minutes, happened_on=day,
-                description=title, collective=True, activity_id=activity.id, status="confirmed",
-                logged_by_user_id=org.rep_user_id, transfer_id=transfer.id, created_at=_at(day, 20),
-                confirmed_at=_at(day, 20), extra={}, **tags))
+            self.balance[person.account_id] += minutes
         self.stats["activities"] += 1
+        self.stats["transfers"] += 1
         self.stats["collective_minutes"] += total
 
     def _donation(self, day):
@@ -618,9 +664,11 @@ class Builder:
         if best is None or self.balance[best.account_id] < 600:
             return
         minutes = self.rng.choice([60, 60, 120, 180, 300])
-        self._post("donation", [(best.account_id, -minutes), (self.system["pot"], minutes)], day,
-                   "Donation to the community pot", recorded_by=best.user_id)
+        exchanges.donate_to_pot(self.session, user=best.user, timebank_id=self.timebank_id, minutes=minutes,
+                                note="Donation to the community pot", today=day)
+        self._paid(best.account_id, self.system["pot"], minutes)
         self.stats["donations"] += 1
+        self.stats["transfers"] += 1
 
     def _grant(self, day):
         pot = self.system["pot"]
@@ -632,41 +680,44 @@ class Builder:
                 worst = person
         minutes = self.rng.choice([60, 120, 180, 240])
         if worst is None or self.balance[pot] < minutes or \
-                (self.balance[worst.account_id] + minutes > (self._ceiling(worst.account_id))):
+                self.balance[worst.account_id] + minutes > self._ceiling(worst.account_id):
             return
-        self._post("grant", [(pot, -minutes), (worst.account_id, minutes)], day,
-                   "Grant from the community pot", recorded_by=self.broker_user_id,
-                   metadata={"reason": "Member cannot reciprocate at present"})
+        exchanges.grant_from_pot(self.session, user=self.broker, membership_id=worst.membership_id,
+                                 minutes=minutes, reason="Member cannot reciprocate at present", today=day)
+        self._paid(pot, worst.account_id, minutes)
         worst.traded = True
         self.stats["grants"] += 1
+        self.stats["transfers"] += 1
 
     def _reversal(self, day):
-        """A broker corrects a mistake: the transfer is mirrored, never edited."""
+        """A broker corrects a mistake: the transfer is mirrored (never edited) and, often, re-recorded."""
         rng = self.rng
         for _ in range(4):
             if not self.confirmed:
                 return
             index = rng.randrange(len(self.confirmed))
-            payer, exchange = self.confirmed[index]
-            payee = [a for a, m in self._legs[exchange.transfer_id] if m > 0][0]
-            if self._room(payee, exchange.minutes):
+            exchange, payer, payee, people = self.confirmed[index]
+            if self._room(payee, exchange.minutes) and all(p.until is None or p.until > day for p in people):
                 break
         else:
             return
         self.confirmed.pop(index)
-        reason = rng.choice(["Logged against the wrong member.", "Hours entered twice.",
+        reason = rng.choice(["Logged against the wrong date.", "Hours entered twice.",
                              "Recorded in hours instead of minutes."])
-        reversal = reverse_transfer(self.session, exchange.transfer_id, reason=reason,
-                                    recorded_by_user_id=self.broker_user_id, effective_date=day)
-        for account_id, minutes in self._legs[exchange.transfer_id]:
-            self.balance[account_id] -= minutes
-        self._legs[reversal.id] = [(a, -m) for a, m in self._legs[exchange.transfer_id]]
-        exchange.status = "reversed"
-        exchange.extra = {"reversal_reason": reason, "reversal_transfer_id": reversal.id}
+        replacement = None
+        if reason != "Hours entered twice." and exchange.minutes > 30 and self._room(payer, 30):
+            replacement = {"minutes": exchange.minutes - 30}
+        _, new = exchanges.correct_exchange(self.session, exchange.id, user=self.broker, reason=reason,
+                                            replacement=replacement, today=day)
+        self._paid(payee, payer, exchange.minutes)
         self.stats["reversals"] += 1
         self.stats["transfers"] += 1
-        self.stats[exchange.kind] -= 1
         self.stats["individual_minutes"] -= exchange.minutes
+        if new is not None:
+            self._paid(payer, payee, new.minutes)
+            self._stamp(new, day, 0)
+            self.stats["transfers"] += 1
+            self.stats["individual_minutes"] += new.minutes
 
     # --- ledger -----------------------------------------------------------------------------------------------
 
@@ -682,24 +733,31 @@ class Builder:
         ceiling = self.ceiling_minutes
         return math.inf if ceiling is None else ceiling
 
+    def _paid(self, payer: int, payee: int, minutes: int):
+        self.balance[payer] -= minutes
+        self.balance[payee] += minutes
+
+    def _confirmed(self, exchange: Exchange, payer: int, payee: int, people=()):
+        self.stats["transfers"] += 1
+        self._since_commit += 1
+        if exchange.kind != "a2a":
+            self.confirmed.append((exchange, payer, payee, people))
+            del self.confirmed[:-300]  # reversals correct recent mistakes
+
     def _fund(self, org: Org, minutes: int, day: dt.date):
         """Commissioners top up an organisation before it runs out of hours to give."""
         if not self._room(org.account_id, minutes + 600):
-            top_up = max(minutes, 100 * 60)
-            self._post("adjustment", [(self.system["issuance"], -top_up), (org.account_id, top_up)], day,
-                       "Commissioned hours top-up", recorded_by=self.broker_user_id)
+            self._commission(org, max(minutes, 100 * 60), day, "Commissioned hours top-up")
 
-    def _post(self, kind, postings, day, memo, *, recorded_by=None, metadata=None):
-        transfer = post_transfer(self.session, timebank_id=self.timebank_id, kind=kind, postings=postings,
-                                 effective_date=day, memo=memo, recorded_by_user_id=recorded_by,
-                                 idempotency_key=f"demo-{self.slug}-{next(self._seq)}", metadata=metadata or {})
-        for account_id, minutes in postings:
-            self.balance[account_id] += minutes
-        if kind == "exchange":
-            self._legs[transfer.id] = list(postings)
+    def _commission(self, org: Org, minutes: int, day: dt.date, memo: str):
+        """Hours a commissioner funds an organisation with: issued by the ledger, not an exchange."""
+        post_transfer(self.session, timebank_id=self.timebank_id, kind="opening" if "Opening" in memo else
+                      "adjustment", postings=[(self.system["issuance"], -minutes), (org.account_id, minutes)],
+                      effective_date=day, memo=memo, recorded_by_user_id=self.broker.id,
+                      idempotency_key=f"demo-commission-{self.slug}-{next(self._seq)}",
+                      metadata={"organisation_id": org.organisation_id})
+        self._paid(self.system["issuance"], org.account_id, minutes)
         self.stats["transfers"] += 1
-        self._since_commit += 1
-        return transfer
 
     def _maybe_commit(self):
         # The bulk path for L and XL: same services, committed every N transfers to bound memory.
