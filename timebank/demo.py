@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
+from timebank.community.auth import hash_password
 from timebank.community.models import Category, MemberSkill, User
 from timebank.community.service import add_membership, create_organisation, create_timebank, create_user
 from timebank.exchanges import service as exchanges
@@ -184,6 +185,8 @@ class Builder:
                       "pending": 0, "auto_confirmed": 0, "pending_applications": 0, "suspended": 0, "left": 0}
         self._since_commit = 0
         self._seq = itertools.count(1)
+        # Strong references keep these rows in the session's identity map: no SELECT per session.get().
+        self._keep: list = []
         self.pending: list = []
         self.confirmed: list = []
         self.status_changes: list = []  # (date, membership, status): members who leave or are suspended
@@ -212,14 +215,19 @@ class Builder:
         self.category_defaults = {c.id: (c.default_coproduction_type, c.default_outcome_area) for c in ordered}
 
         if self.logins:
+            password_hash = None
             for email, role, display_name in DEMO_LOGINS:
-                user = session.scalar(select(User).where(User.email == email)) or create_user(
-                    session, email=email, display_name=display_name, password=DEMO_PASSWORD)
+                user = session.scalar(select(User).where(User.email == email))
+                if user is None:
+                    # One hash shared by the demo logins: argon2 is slow on purpose.
+                    user = create_user(session, email=email, display_name=display_name)
+                    user.password_hash = password_hash = password_hash or hash_password(DEMO_PASSWORD)
                 self.staff[email] = user
                 if email == "org@demo.timebank":
                     continue  # joins below as an organisation's representative
                 membership = add_membership(session, user=user, timebank=self.timebank, role=role,
                                             joined_on=self.start, **self._profile(role="staff"))
+                self._keep.append(membership)
                 if email == "member@demo.timebank":
                     self.people.append(Person(membership.id, user, membership.account_id, self.start, None,
                                               give_weight=6.0, receive_weight=4.0,
@@ -241,6 +249,7 @@ class Builder:
         self._members()
         self._organisations()
         session.flush()
+        self._keep.extend(session.scalars(select(Account).where(Account.timebank_id == self.timebank_id)).all())
 
     def _profile(self, role="member") -> dict:
         rng = self.rng
@@ -308,6 +317,7 @@ class Builder:
                 profile["induction_date"] = joined
             membership = add_membership(session, user=user, timebank=self.timebank, role="member", status=status,
                                         joined_on=joined, **profile)
+            self._keep.append(membership)
             bar.update(1)
             if status != "active":
                 self.stats["pending_applications"] += status == "pending"
@@ -361,13 +371,14 @@ class Builder:
                 name = f"{name} ({len(names)})"
             names.add(name)
             organisation = create_organisation(session, timebank=self.timebank, name=name, kind=kind, area=ward)
+            self._keep.append(organisation)
             if i == 0 and self.logins:
                 rep = self.staff["org@demo.timebank"]
             else:
                 rep = create_user(session, email=f"rep{i + 1}@{self.slug}.example.org",
                                   display_name=f"{rng.choice(FIRST_NAMES)} {rng.choice(SURNAMES)}")
-            add_membership(session, user=rep, timebank=self.timebank, role="member", joined_on=self.start,
-                           **self._profile())
+            self._keep.append(add_membership(session, user=rep, timebank=self.timebank, role="member",
+                                             joined_on=self.start, **self._profile()))
             organisation.representatives.append(rep)
             self._track(organisation.account_id, self.session.get(Account, organisation.account_id).floor_minutes)
             org = Org(organisation.id, organisation.account_id, kind, rep)
@@ -518,6 +529,8 @@ class Builder:
             if (END_DATE - day).days > 30 and rng.random() < 0.7:
                 # Brokers settle most disputes within a few weeks.
                 action = rng.choice(["cancel", "cancel", "confirm"])
+                if action == "confirm" and not self._room(recipient.account_id, minutes):
+                    action = "cancel"
                 exchanges.resolve_dispute(self.session, exchange.id, user=self.broker, action=action,
                                           reason="Talked to both members.", today=day + dt.timedelta(days=10))
                 if action == "confirm":
@@ -526,8 +539,9 @@ class Builder:
             return
         else:
             # Pending: hours are promised, so the demo keeps the payer's headroom for them.
-            self._paid(recipient.account_id, provider.account_id, minutes)
-            self.pending.append((exchange, day, fate))
+            # Only the payer side: the provider is credited once it posts.
+            self.balance[recipient.account_id] -= minutes
+            self.pending.append((exchange, day, fate, provider.account_id))
             if fate == "pending":
                 self.stats["pending"] += 1
                 return
@@ -536,16 +550,17 @@ class Builder:
 
     def _run_auto_confirm(self, today: dt.date):
         """The nightly auto-confirm, run by the service as the real scheduler would."""
-        due = [e for e, day, fate in self.pending if fate == "auto_confirmed"
+        due = [(e, payee) for e, day, fate, payee in self.pending if fate == "auto_confirmed"
                and day + dt.timedelta(days=self.auto_confirm_days) <= today]
         if not due:
             return
         confirmed = set(exchanges.auto_confirm(self.session, today=today))
-        for exchange in due:
+        for exchange, payee in due:
             if exchange.id in confirmed:
+                self.balance[payee] += exchange.minutes
                 self._stamp(exchange, exchange.happened_on, self.auto_confirm_days)
                 self.stats["auto_confirmed"] += 1
-        self.pending = [(e, d, f) for e, d, f in self.pending if e.id not in confirmed]
+        self.pending = [item for item in self.pending if item[0].id not in confirmed]
 
     def _org(self) -> Org:
         index = bisect.bisect(self.org_cum, self.rng.random() * self.org_cum[-1])
