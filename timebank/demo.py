@@ -475,9 +475,9 @@ class Builder:
         if (END_DATE - day).days < self.auto_confirm_days and rng.random() < 0.6:
             return "pending"  # still waiting for the other side
         r = rng.random()
-        if r < 0.012:
+        if r < 0.03:
             return "disputed"
-        if r < 0.09:
+        if r < 0.11:
             return "auto_confirmed"  # the other side never answered: auto-confirm posts it
         return "confirmed"
 
