@@ -354,7 +354,7 @@ class Builder:
         # Checks last three years; some fall due within the next month.
         checked = joined - dt.timedelta(days=rng.randrange(0, 300))
         expires = checked + dt.timedelta(days=3 * 365)
-        if rng.random() < 0.08:
+        if rng.random() < 0.12:
             expires = END_DATE + dt.timedelta(days=rng.randrange(1, 30))
         return {"safety_check_level": level, "safety_check_date": checked, "safety_check_expires": expires,
                 "references_received": 2}
