@@ -36,6 +36,8 @@ class Account(db.Model):
     ceiling_minutes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     status: Mapped[str] = mapped_column(String(10), default="open")
     balance_minutes: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Hash of the account's latest posting (tamper evidence); moved by the posting trigger with the balance.
+    chain_head: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
     __table_args__ = (
@@ -87,6 +89,9 @@ class Posting(db.Model):
     transfer_id: Mapped[int] = mapped_column(ForeignKey("transfer.id"))
     account_id: Mapped[int] = mapped_column(ForeignKey("account.id"))
     minutes: Mapped[int] = mapped_column(BigInteger)
+    # Per-account hash chain: prev_hash is the account's previous posting hash (or 64 zeros).
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
 
     transfer: Mapped[Transfer] = relationship(back_populates="postings")
     account: Mapped[Account] = relationship()
@@ -96,3 +101,22 @@ class Posting(db.Model):
         Index("ix_posting_account_transfer", "account_id", "transfer_id"),
         Index("ix_posting_transfer", "transfer_id"),
     )
+
+
+class TransferZeroSumGuard(db.Model):
+    """SQLite's stand-in for PostgreSQL's deferred zero-sum constraint trigger.
+
+    Triggers keep one row per transfer with the running sum and count of its
+    postings. While the transfer is unbalanced (sum != 0 or fewer than two
+    postings) `unbalanced_ref` holds -transfer_id, which no row has, so the
+    deferred foreign key makes COMMIT fail. Balanced, it is NULL. Unused
+    (empty) on PostgreSQL.
+    """
+
+    __tablename__ = "transfer_zero_sum_guard"
+
+    transfer_id: Mapped[int] = mapped_column(ForeignKey("transfer.id"), primary_key=True, autoincrement=False)
+    minutes_sum: Mapped[int] = mapped_column(BigInteger, default=0)
+    postings_count: Mapped[int] = mapped_column(Integer, default=0)
+    unbalanced_ref: Mapped[int | None] = mapped_column(
+        ForeignKey("transfer_zero_sum_guard.transfer_id", deferrable=True, initially="DEFERRED"), nullable=True)
