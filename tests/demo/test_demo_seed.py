@@ -11,6 +11,7 @@ from timebank import demo
 from timebank.community.models import Membership, Organisation, OrganisationRepresentative, TimeBank
 from timebank.exchanges.models import Exchange, GroupActivity
 from timebank.ledger.models import Account, Posting, Transfer
+from timebank.ledger.verify import verify_ledger
 
 
 def _quiet(*_args, **_kw):
@@ -43,6 +44,9 @@ def assert_ledger_holds(session, timebank_id):
         Exchange.timebank_id == timebank_id, Exchange.status == "confirmed", Exchange.transfer_id.is_(None)))
     assert orphans == 0
     assert sum(a.balance_minutes for a in accounts) == 0
+    # And the ledger's own verifier (hash chains, reversal mirrors, limits) agrees.
+    report = verify_ledger(session, timebank_id)
+    assert report.ok, report.problems[:5]
 
 
 def test_demo_keeps_every_ledger_invariant(session):
