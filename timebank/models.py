@@ -2,3 +2,4 @@
 from timebank.community.models import *  # noqa: F401,F403
 from timebank.exchanges.models import *  # noqa: F401,F403
 from timebank.ledger.models import *  # noqa: F401,F403
+from timebank.matching.models import *  # noqa: F401,F403

@@ -1,0 +1,277 @@
+"""Matching benchmark: batch-plan quality and speed, and suggestion latency, on synthetic communities.
+
+    make bench-matching            (or: .venv/bin/python bench/matching_bench.py [--quick] [--db URL])
+
+Plans: volunteers and requests in a city 20 km across, 20 leaf categories under 6 parents, random availability.
+Candidate edges come from the same hard filters as the app (category family, availability overlap, distance
+within the radius), vectorised with numpy; base scores use the app's scoring weights. The plan is solved exactly
+(timebank.matching.planner.solve); a greedy heuristic is reported against it (the exact solver is the oracle).
+Suggestions: the same community is written to a real database (SQLite file by default) and the app's
+queries.suggestions() is timed for the top 10 of many requests.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from timebank.matching import planner, scoring  # noqa: E402
+
+CENTRE = (53.80, -1.55)
+RADIUS_KM = 10.0
+N_LEAVES, N_PARENTS = 20, 6
+
+
+def community(n_vol, n_req, seed):
+    rng = np.random.default_rng(seed)
+    leaf_parent = rng.integers(0, N_PARENTS, N_LEAVES)
+    vol_skills = rng.integers(0, N_LEAVES, (n_vol, 2))
+    vol_xy = rng.uniform(-10, 10, (n_vol, 2))  # km
+    vol_slots = rng.integers(0, 1 << 21, n_vol) & rng.integers(0, 1 << 21, n_vol)  # about a quarter of slots
+    vol_balance = rng.normal(0, 600, n_vol).astype(int)
+    vol_rel = rng.uniform(0.4, 1.0, n_vol)
+    vol_open = rng.poisson(0.5, n_vol)
+    req_cat = rng.integers(0, N_LEAVES, n_req)
+    req_xy = rng.uniform(-10, 10, (n_req, 2))
+    req_slots = rng.integers(0, 1 << 21, n_req) & rng.integers(0, 1 << 21, n_req) & rng.integers(0, 1 << 21, n_req)
+    req_remote = rng.random(n_req) < 0.1
+    req_places = np.where(rng.random(n_req) < 0.1, rng.integers(2, 6, n_req), 1)
+    req_wait = rng.uniform(0, 1, n_req)
+    return dict(leaf_parent=leaf_parent, vol_skills=vol_skills, vol_xy=vol_xy, vol_slots=vol_slots,
+                vol_balance=vol_balance, vol_rel=vol_rel, vol_open=vol_open, req_cat=req_cat, req_xy=req_xy,
+                req_slots=req_slots, req_remote=req_remote, req_places=req_places, req_wait=req_wait)
+
+
+def popcount(a):
+    a = a.astype(np.int64)
+    c = np.zeros_like(a)
+    for bit in range(21):
+        c += (a >> bit) & 1
+    return c
+
+
+def candidate_edges(c, weights):
+    """(req index, vol index, base score) arrays for every pair passing the hard filters."""
+    reqs, vols, scores = [], [], []
+    vol_pop = None
+    for r in range(len(c["req_cat"])):
+        cat = c["req_cat"][r]
+        exact = (c["vol_skills"] == cat).any(axis=1)
+        sibling = (c["leaf_parent"][c["vol_skills"]] == c["leaf_parent"][cat]).any(axis=1) & ~exact
+        fit = np.where(exact, 1.0, np.where(sibling, 0.6, 0.0))  # parent-level skill stands in for "broader"
+        ok = fit > 0
+        overlap = c["vol_slots"] & c["req_slots"][r]
+        if c["req_slots"][r]:
+            ok &= overlap != 0
+        d = np.hypot(*(c["vol_xy"] - c["req_xy"][r]).T)
+        if not c["req_remote"][r]:
+            ok &= d <= RADIUS_KM
+        idx = np.flatnonzero(ok)
+        if not len(idx):
+            continue
+        req_pop = bin(int(c["req_slots"][r])).count("1") or 1
+        feats = (weights["category"] * fit[idx]
+                 + weights["distance"] * (1.0 if c["req_remote"][r] else np.maximum(0, 1 - d[idx] / RADIUS_KM))
+                 + weights["availability"] * (popcount(overlap[idx]) / req_pop if c["req_slots"][r] else 1.0)
+                 + weights["reliability"] * c["vol_rel"][idx]
+                 + weights["reciprocity"] * np.clip(0.5 - c["vol_balance"][idx] / 1200.0, 0, 1)
+                 + weights["waiting"] * c["req_wait"][r])
+        reqs.append(np.full(len(idx), r))
+        vols.append(idx)
+        scores.append(feats)
+    return np.concatenate(reqs), np.concatenate(vols), np.concatenate(scores)
+
+
+def greedy(edges, places, capacity, open_load, w):
+    """Best marginal edge first: a fast heuristic, measured against the exact optimum."""
+    order = sorted(edges, key=lambda e: -e.score)
+    left_p, left_c, load, chosen = dict(places), dict(capacity), dict(open_load), []
+    for e in order:
+        if left_p.get(e.request, 0) > 0 and left_c.get(e.volunteer, 0) > 0:
+            gain = e.score - scoring.marginal_load(load.get(e.volunteer, 0), w)
+            if gain > 0:
+                chosen.append((e.request, e.volunteer))
+                left_p[e.request] -= 1
+                left_c[e.volunteer] -= 1
+                load[e.volunteer] = load.get(e.volunteer, 0) + 1
+    return chosen
+
+
+def gini(values):
+    v = np.sort(np.asarray(values, dtype=float))
+    if not len(v) or v.sum() == 0:
+        return 0.0
+    n = len(v)
+    return float((2 * np.arange(1, n + 1) - n - 1).dot(v) / (n * v.sum()))
+
+
+def plan_case(n_vol, n_req, seed, cap=2):
+    weights = scoring.weights_for({})
+    c = community(n_vol, n_req, seed)
+    t0 = time.perf_counter()
+    r_idx, v_idx, s = candidate_edges(c, weights)
+    t_edges = time.perf_counter() - t0
+    edges = [planner.Edge(int(r), int(v), float(x)) for r, v, x in zip(r_idx, v_idx, s)]
+    places = {r: int(p) for r, p in enumerate(c["req_places"])}
+    capacity = {v: cap for v in range(n_vol)}
+    open_load = {v: int(x) for v, x in enumerate(c["vol_open"])}
+    t0 = time.perf_counter()
+    result = planner.solve(edges, places, capacity, open_load, weights["load"])
+    t_solve = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    g = greedy(edges, places, capacity, open_load, weights["load"])
+    t_greedy = time.perf_counter() - t0
+    scores = {(e.request, e.volunteer): e.score for e in edges}
+    g_total = planner.objective(g, scores, open_load, weights["load"])
+    eligible = set(v_idx.tolist())
+    load = [result.used.get(v, 0) for v in eligible]
+    matched_requests = {r for r, _, _ in result.assignments}
+    return {
+        "volunteers": n_vol, "requests": n_req, "places": int(sum(places.values())), "edges": len(edges),
+        "coverage": len(matched_requests) / n_req,
+        "places_filled": len(result.assignments) / sum(places.values()),
+        "score_ratio": 1.0, "greedy_ratio": g_total / result.total if result.total else 1.0,
+        "gini": gini(load), "max_load": max(load) if load else 0,
+        "eligible_used": sum(1 for x in load if x) / max(1, len(eligible)),
+        "t_edges": t_edges, "t_solve": t_solve, "t_greedy": t_greedy,
+    }
+
+
+# --- suggestions on a real database -------------------------------------------------------------------------------
+
+def build_db(url, n_members, seed):
+    from sqlalchemy import insert, select
+
+    from timebank import create_app
+    from timebank.community.models import Category, Membership, MemberSkill, User
+    from timebank.community.service import create_timebank
+    from timebank.extensions import db
+    from timebank.ledger.models import Account
+    from timebank.matching.models import HelpRequest, Offer
+
+    app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": url})
+    ctx = app.app_context()
+    ctx.push()
+    from flask_migrate import upgrade
+    upgrade(directory=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "migrations"))
+    rng = np.random.default_rng(seed)
+    tb = create_timebank(db.session, slug=f"bench{n_members}", name="Bench")
+    leaves = [c for c in db.session.scalars(select(Category).where(Category.timebank_id == tb.id,
+                                                                   Category.parent_id.is_not(None)))]
+    now = dt.datetime.utcnow()
+    db.session.execute(insert(User), [{"email": f"u{i}@bench.test", "display_name": f"Member {i}",
+                                       "preferred_contact": "email", "is_active_user": True, "created_at": now}
+                                      for i in range(n_members)])
+    user_ids = list(db.session.scalars(select(User.id).order_by(User.id)))
+    db.session.execute(insert(Account), [{"timebank_id": tb.id, "kind": "member", "name": f"M{i}",
+                                          "status": "open", "floor_minutes": -600,
+                                          "balance_minutes": int(rng.integers(-600, 600)), "created_at": now}
+                                         for i in range(n_members)])
+    account_ids = list(db.session.scalars(select(Account.id).where(Account.kind == "member",
+                                                                   Account.timebank_id == tb.id)
+                                          .order_by(Account.id)))
+    xy = rng.uniform(-10, 10, (n_members, 2))
+    slots = rng.integers(0, 1 << 21, n_members) & rng.integers(0, 1 << 21, n_members)
+    db.session.execute(insert(Membership), [{
+        "user_id": uid, "timebank_id": tb.id, "role": "member", "status": "active", "account_id": aid,
+        "latitude": CENTRE[0] + y / 111.0, "longitude": CENTRE[1] + x / (111.0 * math.cos(math.radians(53.8))),
+        "availability": int(sl), "safety_check_level": "basic", "references_received": 2,
+        "demographics_consent": False, "created_at": now}
+        for uid, aid, (x, y), sl in zip(user_ids, account_ids, xy, slots)])
+    mids = list(db.session.scalars(select(Membership.id).where(Membership.timebank_id == tb.id)
+                                   .order_by(Membership.id)))
+    skills = set()
+    for mid in mids:
+        for k in rng.choice(len(leaves), 2, replace=False):
+            skills.add((mid, leaves[int(k)].id))
+    db.session.execute(insert(MemberSkill), [{"membership_id": m, "category_id": c} for m, c in skills])
+    offers = [{"timebank_id": tb.id, "membership_id": m, "category_id": c, "title": "Happy to help with this",
+               "description": "weekday mornings, tools provided", "remote": False, "availability": 0,
+               "status": "open", "created_at": now, "expires_at": now + dt.timedelta(days=60)}
+              for m, c in list(skills)[: n_members // 2]]
+    db.session.execute(insert(Offer), offers)
+    requests = []
+    for i in range(60):
+        x, y = rng.uniform(-8, 8, 2)
+        requests.append(HelpRequest(
+            timebank_id=tb.id, membership_id=mids[i], created_by_user_id=user_ids[i],
+            category_id=leaves[int(rng.integers(len(leaves)))].id, title="Need a hand with the garden",
+            description="weeding and tidying", latitude=CENTRE[0] + y / 111.0,
+            longitude=CENTRE[1] + x / (111.0 * math.cos(math.radians(53.8))),
+            availability=int(rng.integers(0, 1 << 21) & rng.integers(0, 1 << 21)), created_at=now,
+            expires_at=now + dt.timedelta(days=60)))
+    db.session.add_all(requests)
+    db.session.commit()
+    return app, ctx, requests
+
+
+def suggestion_case(url, n_members, seed):
+    from timebank.extensions import db
+    from timebank.matching import queries
+
+    t0 = time.perf_counter()
+    app, ctx, requests = build_db(url, n_members, seed)
+    t_build = time.perf_counter() - t0
+    times, found = [], []
+    for req in requests[:10]:  # warm up
+        queries.suggestions(db.session, req)
+    for req in requests:
+        t0 = time.perf_counter()
+        top = queries.suggestions(db.session, req, limit=10)
+        times.append((time.perf_counter() - t0) * 1000)
+        found.append(len(top))
+    ctx.pop()
+    times.sort()
+    return {"members": n_members, "build_s": t_build, "p50_ms": statistics.median(times),
+            "p95_ms": times[int(0.95 * (len(times) - 1))], "mean_found": statistics.mean(found)}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke test")
+    parser.add_argument("--db", default=None, help="SQLAlchemy URL base for suggestions (default: temp SQLite)")
+    args = parser.parse_args()
+    sizes = [300, 1000] if args.quick else [300, 1000, 5000, 20000]
+    print(f"# Matching benchmark, {dt.datetime.utcnow():%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores")
+    print("\n## Batch plans (exact solver; greedy heuristic measured against it)\n")
+    print("| volunteers | requests | regime | places | edges | coverage | places filled | score/optimum "
+          "| greedy/optimum | Gini load | max load | eligible used | edges s | solve s | greedy s |")
+    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    cases = []
+    for n in sizes:
+        # Volunteers are a fifth of members; scarce: places far above 2 x volunteers; abundant: far below.
+        vols = max(60, n // 5)
+        cases += [(vols, int(vols * 2.5), "scarce"), (vols, max(10, vols // 4), "abundant")]
+    if not args.quick:
+        cases.append((2000, 5000, "target 2,000 x 5,000"))
+    for vols, reqs, regime in cases:
+        row = plan_case(vols, reqs, seed=vols * 7 + reqs)
+        print(f"| {row['volunteers']} | {row['requests']} | {regime} | {row['places']} | {row['edges']} "
+              f"| {row['coverage']:.2f} | {row['places_filled']:.2f} | {row['score_ratio']:.3f} "
+              f"| {row['greedy_ratio']:.3f} | {row['gini']:.2f} | {row['max_load']} | {row['eligible_used']:.2f} "
+              f"| {row['t_edges']:.2f} | {row['t_solve']:.2f} | {row['t_greedy']:.2f} |", flush=True)
+    print("\n## Suggestions: one request's top 10 (60 requests timed after 10 warm-ups)\n")
+    print("| members | database | build s | p50 ms | p95 ms | mean found |")
+    print("|---:|---|---:|---:|---:|---:|")
+    for n in sizes:
+        if args.db:
+            url = args.db
+        else:
+            tmp = tempfile.mkdtemp()
+            url = f"sqlite:///{tmp}/bench.sqlite3"
+        row = suggestion_case(url, n, seed=n)
+        print(f"| {n} | {url.split(':')[0]} | {row['build_s']:.1f} | {row['p50_ms']:.1f} | {row['p95_ms']:.1f} "
+              f"| {row['mean_found']:.1f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

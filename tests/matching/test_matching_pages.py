@@ -1,0 +1,53 @@
+"""Pages: a member browses, posts and answers a match; a broker reads suggestions, plans and sends."""
+import re
+
+from timebank.matching import service
+
+
+def test_member_posts_and_searches_listings(client, session, volunteer, login, category):
+    user, _ = volunteer(skills=[])
+    login(user)
+    page = client.get("/listings/new/offer")
+    assert page.status_code == 200
+    r = client.post("/listings/new/offer", data={"title": "Bike repairs", "category_id": category("DIY & repairs").id,
+                                                 "description": "Punctures and brakes"})
+    assert r.status_code == 302
+    text = client.get("/listings?q=brakes").get_data(as_text=True)
+    assert "Bike repairs" in text
+    assert "Bike repairs" not in client.get("/listings?q=knitting").get_data(as_text=True)
+    bad = client.post("/listings/new/request", data={"title": "", "category_id": "0"})
+    assert bad.status_code == 422 and "not valid" in bad.get_data(as_text=True)
+
+
+def test_broker_workbench_to_member_accept(client, session, timebank, volunteer, requester, make_person, login,
+                                           category):
+    broker, _ = make_person("broker")
+    asker_user, asker = requester()
+    helper_user, helper = volunteer(skills=["Gardening"])
+    req = service.create_request(session, user=asker_user, timebank=timebank, membership=asker,
+                                 title="Dig a vegetable bed", category_id=category("Gardening").id)
+    login(broker)
+    bench = client.get(f"/matching?request_id={req.id}").get_data(as_text=True)
+    assert "Suggestions for “Dig a vegetable bed”" in bench
+    assert "offers Gardening" in bench and "Category fit: 3.0" in bench
+    r = client.post("/matching/plans", data={"request_ids": [str(req.id)]})
+    assert r.status_code == 303
+    plan_page = client.get(r.headers["Location"]).get_data(as_text=True)
+    assert "1 of 1 places filled" in plan_page
+    plan_id = re.search(r"/matching/plans/(\d+)", r.headers["Location"]).group(1)
+    sent = client.post(f"/matching/plans/{plan_id}/send", follow_redirects=True).get_data(as_text=True)
+    assert "Sent 1 proposal." in sent
+    client.post("/logout")
+    login(helper_user)
+    mine = client.get("/listings").get_data(as_text=True)
+    assert "Accept “Dig a vegetable bed”" in mine
+    [match] = service.queries.matches_for_member(session, helper.id)
+    page = client.post(f"/matches/{match.id}/accept", follow_redirects=True).get_data(as_text=True)
+    assert "You accepted the match" in page
+    assert "Mark “Dig a vegetable bed” done" in client.get("/listings").get_data(as_text=True)
+
+
+def test_members_cannot_open_the_workbench(client, volunteer, login):
+    user, _ = volunteer(skills=[])
+    login(user)
+    assert client.get("/matching").status_code == 403

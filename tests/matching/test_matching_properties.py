@@ -1,0 +1,89 @@
+"""Property: over random communities, no suggestion or plan proposal ever breaks a hard filter."""
+import datetime as dt
+import uuid
+
+from hypothesis import HealthCheck, given, settings, strategies as st
+from sqlalchemy import select
+
+from timebank.community.models import Category, MemberSkill
+from timebank.community.service import add_membership, create_timebank, create_user
+from timebank.matching import queries, scoring, service
+from timebank.matching.models import BlockedPair
+
+LAT, LON = 53.80, -1.55
+LEVELS = scoring.SAFETY_LEVELS
+
+member_st = st.fixed_dictionaries({
+    "skill": st.sampled_from(["Gardening", "Home & garden", "Tutoring", "Cleaning"]),
+    "dlat": st.floats(-0.15, 0.15), "dlon": st.floats(-0.2, 0.2),
+    "availability": st.integers(0, (1 << 21) - 1),
+    "status": st.sampled_from(["active", "active", "active", "suspended", "pending"]),
+    "level": st.sampled_from(LEVELS),
+    "expires_in": st.integers(-30, 60),
+    "blocked": st.booleans(),
+})
+request_st = st.fixed_dictionaries({
+    "category": st.sampled_from(["Gardening", "Home & garden", "Cleaning"]),
+    "availability": st.integers(0, (1 << 21) - 1),
+    "remote": st.booleans(),
+    "level": st.sampled_from(LEVELS),
+})
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                  HealthCheck.too_slow])
+@given(members=st.lists(member_st, min_size=1, max_size=12), req=request_st)
+def test_suggestions_never_break_a_hard_filter(session, members, req):
+    today = dt.date.today()
+    tb = create_timebank(session, slug="p" + uuid.uuid4().hex[:10], name="Random")
+    cats = {c.name: c for c in session.scalars(select(Category).where(Category.timebank_id == tb.id))}
+    owner_user = create_user(session, email=f"{uuid.uuid4().hex[:8]}@ex.test", display_name="Owner")
+    owner = add_membership(session, user=owner_user, timebank=tb, latitude=LAT, longitude=LON, availability=1)
+    session.add(MemberSkill(membership_id=owner.id, category_id=cats[req["category"]].id))
+    people = {}
+    for spec in members:
+        user = create_user(session, email=f"{uuid.uuid4().hex[:8]}@ex.test", display_name="M")
+        m = add_membership(session, user=user, timebank=tb, status=spec["status"], latitude=LAT + spec["dlat"],
+                           longitude=LON + spec["dlon"], availability=spec["availability"],
+                           safety_check_level=spec["level"],
+                           safety_check_expires=today + dt.timedelta(days=spec["expires_in"]))
+        session.add(MemberSkill(membership_id=m.id, category_id=cats[spec["skill"]].id))
+        if spec["blocked"]:
+            service.block_pair(session, timebank_id=tb.id, a=owner.id, b=m.id)
+        people[m.id] = (m, spec)
+    session.flush()
+    request = service.create_request(session, user=owner_user, timebank=tb, membership=owner, title="Job",
+                                     category_id=cats[req["category"]].id, availability=req["availability"],
+                                     remote=req["remote"], safety_check_level=req["level"])
+    family = {cats[req["category"]].id, cats[req["category"]].parent_id} | {
+        c.id for c in cats.values() if c.parent_id == cats[req["category"]].id}
+    found = queries.suggestions(session, request, limit=1000)
+    blocked = {(b.low_membership_id, b.high_membership_id) for b in session.scalars(select(BlockedPair))}
+    for s in found:
+        assert s.member_id != owner.id
+        m, spec = people[s.member_id]
+        assert m.status == "active"
+        assert cats[spec["skill"]].id in family
+        assert tuple(sorted((owner.id, m.id))) not in blocked
+        if req["availability"]:
+            assert req["availability"] & spec["availability"]
+        if not req["remote"]:
+            assert scoring.haversine_km(LAT, LON, m.latitude, m.longitude) <= tb.match_radius_km
+        if req["level"] != "none":
+            assert LEVELS.index(spec["level"]) >= LEVELS.index(req["level"]) and spec["expires_in"] >= 0
+    # And nobody eligible is missing: completeness of the filters.
+    expected = set()
+    for mid, (m, spec) in people.items():
+        ok = (m.status == "active" and cats[spec["skill"]].id in family
+              and tuple(sorted((owner.id, mid))) not in blocked
+              and (not req["availability"] or req["availability"] & spec["availability"])
+              and (req["remote"] or scoring.haversine_km(LAT, LON, m.latitude, m.longitude) <= tb.match_radius_km)
+              and (req["level"] == "none" or (LEVELS.index(spec["level"]) >= LEVELS.index(req["level"])
+                                              and spec["expires_in"] >= 0)))
+        if ok:
+            expected.add(mid)
+    assert {s.member_id for s in found} == expected
+    # A plan over this request only ever proposes suggested members.
+    plan = service.create_plan(session, timebank=tb, request_ids=[request.id], by_user_id=owner_user.id)
+    assert {p.membership_id for p in plan.proposals} <= expected
+    assert len(plan.proposals) == (1 if expected else 0)

@@ -1,0 +1,297 @@
+"""Nouns for matching: listings, candidates that pass the hard filters, ranked suggestions."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from sqlalchemy import and_, case, func, or_, select
+
+from timebank.community.models import Category, Membership, MemberSkill, TimeBank, User
+from timebank.ledger.models import Account
+from timebank.matching import scoring
+from timebank.matching.errors import ListingNotFound
+from timebank.matching.models import BlockedPair, HelpRequest, Match, Offer, utcnow
+
+VOLUNTEER_ROLES = ("member", "broker", "admin")
+
+
+@dataclass
+class Suggestion:
+    member_id: int
+    display_name: str
+    score: float
+    base_score: float
+    features: dict[str, float]
+    reasons: list[str]
+    open_commitments: int = 0
+    distance_km: float | None = None
+    category_id: int | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def get_request(session, request_id: int, timebank_id: int | None = None) -> HelpRequest:
+    row = session.get(HelpRequest, request_id)
+    if row is None or (timebank_id is not None and row.timebank_id != timebank_id):
+        raise ListingNotFound(f"There is no request {request_id}.")
+    return row
+
+
+def get_offer(session, offer_id: int, timebank_id: int | None = None) -> Offer:
+    row = session.get(Offer, offer_id)
+    if row is None or (timebank_id is not None and row.timebank_id != timebank_id):
+        raise ListingNotFound(f"There is no offer {offer_id}.")
+    return row
+
+
+def category_family(session, category_id: int) -> tuple[dict[int, str], str]:
+    """{category id: fit} for the request's category: 'exact', its parent 'broader', its children 'narrower'."""
+    category = session.get(Category, category_id)
+    family = {category_id: "exact"}
+    if category is None:
+        return family, ""
+    if category.parent_id:
+        family[category.parent_id] = "broader"
+    for child_id in session.scalars(select(Category.id).where(Category.parent_id == category_id)):
+        family[child_id] = "narrower"
+    return family, category.name
+
+
+FIT_VALUE = {"exact": 1.0, "narrower": 0.8, "broader": 0.6}
+
+
+def _listing_filters(model, *, timebank_id: int, status: str | None, category_id: int | None, area: str | None,
+                     availability: int | None, text: str | None, session, now: dt.datetime):
+    conditions = [model.timebank_id == timebank_id]
+    if status == "open":
+        conditions += [model.status == "open", model.expires_at > now]
+    elif status == "closed":
+        conditions.append(or_(model.status == "closed", model.expires_at <= now))
+    if category_id:
+        ids = [category_id] + list(session.scalars(select(Category.id).where(Category.parent_id == category_id)))
+        conditions.append(model.category_id.in_(ids))
+    if area:
+        conditions.append(or_(func.lower(model.area).like(f"%{_escape(area.lower())}%", escape="\\"),
+                              model.remote.is_(True)))
+    if availability:
+        conditions.append(or_(model.availability.op("&")(availability) != 0, model.availability == 0))
+    if text:
+        # Portable full-text: every word must appear in the title or description (case-insensitive).
+        for word in text.lower().split()[:8]:
+            pattern = f"%{_escape(word)}%"
+            conditions.append(or_(func.lower(model.title).like(pattern, escape="\\"),
+                                  func.lower(model.description).like(pattern, escape="\\")))
+    return conditions
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def list_offers(session, timebank_id: int, *, status: str | None = "open", category_id: int | None = None,
+                area: str | None = None, availability: int | None = None, text: str | None = None,
+                membership_id: int | None = None, limit: int = 100, now: dt.datetime | None = None) -> list[Offer]:
+    conditions = _listing_filters(Offer, timebank_id=timebank_id, status=status, category_id=category_id, area=area,
+                                  availability=availability, text=text, session=session, now=now or utcnow())
+    if membership_id:
+        conditions.append(Offer.membership_id == membership_id)
+    return list(session.scalars(select(Offer).where(*conditions).order_by(Offer.created_at.desc(), Offer.id.desc())
+                                .limit(limit)))
+
+
+def list_requests(session, timebank_id: int, *, status: str | None = "open", category_id: int | None = None,
+                  area: str | None = None, availability: int | None = None, text: str | None = None,
+                  opportunities: bool | None = None, membership_id: int | None = None, limit: int = 100,
+                  now: dt.datetime | None = None) -> list[HelpRequest]:
+    conditions = _listing_filters(HelpRequest, timebank_id=timebank_id, status=status, category_id=category_id,
+                                  area=area, availability=availability, text=text, session=session,
+                                  now=now or utcnow())
+    if opportunities is True:
+        conditions.append(HelpRequest.organisation_id.is_not(None))
+    elif opportunities is False:
+        conditions.append(HelpRequest.organisation_id.is_(None))
+    if membership_id:
+        conditions.append(HelpRequest.membership_id == membership_id)
+    return list(session.scalars(select(HelpRequest).where(*conditions)
+                                .order_by(HelpRequest.created_at.desc(), HelpRequest.id.desc()).limit(limit)))
+
+
+def is_open(listing, now: dt.datetime | None = None) -> bool:
+    return listing.status == "open" and listing.expires_at > (now or utcnow())
+
+
+def candidate_rows(session, request: HelpRequest, *, today: dt.date | None = None, radius_km: float | None = None):
+    """Members passing every hard filter, straight from SQL (distance still needs the haversine check).
+
+    Returns rows (membership_id, category_id, latitude, longitude, availability, age_band, bio, balance, display_name).
+    """
+    today = today or dt.date.today()
+    family, _ = category_family(session, request.category_id)
+    skills = select(MemberSkill.membership_id.label("mid"), MemberSkill.category_id.label("cid")).where(
+        MemberSkill.category_id.in_(family))
+    offers = select(Offer.membership_id.label("mid"), Offer.category_id.label("cid")).where(
+        Offer.category_id.in_(family), Offer.status == "open", Offer.expires_at > utcnow())
+    fits = skills.union(offers).subquery()
+    m = Membership
+    conditions = [m.timebank_id == request.timebank_id, m.status == "active", m.role.in_(VOLUNTEER_ROLES)]
+    if request.membership_id:
+        conditions.append(m.id != request.membership_id)
+        rid = request.membership_id
+        conditions.append(~select(BlockedPair.id).where(or_(
+            and_(BlockedPair.low_membership_id == m.id, BlockedPair.high_membership_id == rid),
+            and_(BlockedPair.low_membership_id == rid, BlockedPair.high_membership_id == m.id))).exists())
+    if request.availability:
+        conditions.append(m.availability.op("&")(request.availability) != 0)
+    if not request.remote and request.latitude is not None and request.longitude is not None:
+        min_lat, max_lat, min_lon, max_lon = scoring.bounding_box(request.latitude, request.longitude,
+                                                                  radius_km or 10)
+        conditions += [m.latitude.between(min_lat, max_lat), m.longitude.between(min_lon, max_lon)]
+    if request.safety_check_level and request.safety_check_level != "none":
+        conditions += [m.safety_check_level.in_(scoring.levels_at_least(request.safety_check_level)),
+                       m.safety_check_expires >= today]
+    # Already proposed, accepted, declined or done for this request: not suggested again.
+    conditions.append(~select(Match.id).where(Match.request_id == request.id, Match.membership_id == m.id,
+                                              Match.status != "suggested").exists())
+    stmt = (select(m.id, fits.c.cid, m.latitude, m.longitude, m.availability, m.age_band, m.bio,
+                   func.coalesce(Account.balance_minutes, 0), User.display_name)
+            .join(fits, fits.c.mid == m.id)
+            .join(User, User.id == m.user_id)
+            .outerjoin(Account, Account.id == m.account_id)
+            .where(*conditions))
+    return session.execute(stmt).all(), family
+
+
+def match_stats(session, membership_ids: list[int], now: dt.datetime | None = None) -> dict[int, dict[str, int]]:
+    """Per member: proposed (ever), completed, open commitments, asked in the last 7 days."""
+    if not membership_ids:
+        return {}
+    week_ago = (now or utcnow()) - dt.timedelta(days=7)
+    stats = {}
+    for chunk_start in range(0, len(membership_ids), 5000):
+        chunk = membership_ids[chunk_start:chunk_start + 5000]
+        stmt = (select(Match.membership_id,
+                       func.sum(case((Match.proposed_at.is_not(None), 1), else_=0)),
+                       func.sum(case((Match.status.in_(("done", "logged")), 1), else_=0)),
+                       func.sum(case((Match.status.in_(("proposed", "accepted")), 1), else_=0)),
+                       func.sum(case((Match.proposed_at >= week_ago, 1), else_=0)))
+                .where(Match.membership_id.in_(chunk)).group_by(Match.membership_id))
+        for mid, proposed, completed, open_, week in session.execute(stmt):
+            stats[mid] = {"proposed": int(proposed or 0), "completed": int(completed or 0),
+                          "open": int(open_ or 0), "week": int(week or 0)}
+    return stats
+
+
+def _member_texts(session, membership_ids: list[int]) -> dict[int, set[str]]:
+    words: dict[int, set[str]] = {}
+    if not membership_ids:
+        return words
+    rows = session.execute(select(Offer.membership_id, Offer.title, Offer.description).where(
+        Offer.membership_id.in_(membership_ids), Offer.status == "open"))
+    for mid, title, description in rows:
+        words.setdefault(mid, set()).update(scoring.tokens(f"{title} {description}"))
+    return words
+
+
+def suggestions(session, request: HelpRequest, *, limit: int = 10, weights: dict | None = None,
+                now: dt.datetime | None = None, today: dt.date | None = None) -> list[Suggestion]:
+    """The top `limit` members for a request, best first: hard filters in SQL, then the weighted score."""
+    now = now or utcnow()
+    timebank = session.get(TimeBank, request.timebank_id)
+    weights = weights or scoring.weights_for(timebank.settings)
+    radius = float(timebank.match_radius_km or 10)
+    rows, family = candidate_rows(session, request, today=today, radius_km=radius)
+    category_names = dict(session.execute(select(Category.id, Category.name).where(Category.id.in_(family))).all())
+    request_words = scoring.tokens(f"{request.title} {request.description}")
+    days_waiting = (now - request.created_at).total_seconds() / 86400
+    waiting = scoring.waiting(days_waiting, request.urgency)
+    best: dict[int, tuple] = {}
+    for row in rows:
+        mid, cid = row[0], row[1]
+        fit = FIT_VALUE[family[cid]]
+        if mid not in best or fit > FIT_VALUE[family[best[mid][1]]]:
+            best[mid] = row
+    stats = match_stats(session, list(best), now)
+    partial = []
+    for mid, (mid_, cid, lat, lon, slots, age_band, bio, balance, name) in best.items():
+        if request.min_age is not None:
+            lower = scoring.age_lower_bound(age_band)
+            if lower is None or lower < request.min_age:
+                continue
+        distance = None
+        if not request.remote and request.latitude is not None and lat is not None:
+            distance = scoring.haversine_km(request.latitude, request.longitude, lat, lon)
+            if distance > radius:
+                continue
+        s = stats.get(mid, {"proposed": 0, "completed": 0, "open": 0, "week": 0})
+        features = {
+            "category": FIT_VALUE[family[cid]],
+            "distance": scoring.distance_feature(distance, radius, request.remote),
+            "availability": scoring.availability_overlap(request.availability, slots or 0),
+            "reliability": scoring.reliability(s["completed"], s["proposed"]),
+            "reciprocity": scoring.reciprocity(int(balance)),
+            "waiting": waiting,
+            "text": 0.0,
+        }
+        commitments = s["open"]
+        penalty = scoring.marginal_load(commitments, weights["load"])
+        features["load"] = -penalty / weights["load"] if weights["load"] else 0.0
+        score = scoring.base_score(features, weights) - penalty
+        partial.append([score, mid, cid, distance, slots or 0, bio, balance, name, features, s, penalty])
+    if not partial:
+        return []
+    partial.sort(key=lambda p: (-p[0], p[1]))
+    # Text can only add up to weights["text"]: only members who could still reach the top need their words read.
+    kth = partial[min(limit, len(partial)) - 1][0]
+    contenders = [p for p in partial if p[0] + weights["text"] >= kth]
+    texts = _member_texts(session, [p[1] for p in contenders])
+    out = []
+    for score, mid, cid, distance, slots, bio, balance, name, features, s, penalty in contenders:
+        words = texts.get(mid, set()) | scoring.tokens(bio or "")
+        features["text"] = scoring.text_similarity(request_words, words)
+        base = scoring.base_score(features, weights)
+        common = (request.availability & slots) if request.availability else slots
+        out.append(Suggestion(
+            member_id=mid, display_name=name, score=round(base - penalty, 4), base_score=base, features=features,
+            distance_km=distance, category_id=cid, open_commitments=s["open"],
+            extra={"stats": s, "balance": int(balance)},
+            reasons=scoring.reasons(category_name=category_names.get(cid, "help"), fit=family[cid],
+                                    distance_km=distance, remote=request.remote, common_slots=common,
+                                    asked_this_week=s["week"], open_commitments=s["open"],
+                                    balance_minutes=int(balance), completed=s["completed"],
+                                    proposed=s["proposed"], shared_words=request_words & words)))
+    out.sort(key=lambda sg: (-sg.score, sg.member_id))
+    return out[:limit]
+
+
+def requests_member_could_help(session, membership: Membership, *, limit: int = 20) -> list[tuple[HelpRequest, Suggestion]]:
+    """Open requests where this member passes the hard filters, best first."""
+    now = utcnow()
+    result = []
+    for request in list_requests(session, membership.timebank_id, status="open", limit=200, now=now):
+        if request.membership_id == membership.id:
+            continue
+        for suggestion in suggestions(session, request, limit=10_000, now=now):
+            if suggestion.member_id == membership.id:
+                result.append((request, suggestion))
+                break
+    result.sort(key=lambda pair: -pair[1].score)
+    return result[:limit]
+
+
+def matches_for_member(session, membership_id: int) -> list[Match]:
+    return list(session.scalars(select(Match).where(Match.membership_id == membership_id,
+                                                    Match.status != "suggested").order_by(Match.id.desc())))
+
+
+def matches_for_timebank(session, timebank_id: int, *, status: str | None = None, limit: int = 200) -> list[Match]:
+    stmt = select(Match).where(Match.timebank_id == timebank_id)
+    if status:
+        stmt = stmt.where(Match.status == status)
+    return list(session.scalars(stmt.order_by(Match.id.desc()).limit(limit)))
+
+
+def funnel(session, timebank_id: int) -> dict[str, int]:
+    rows = session.execute(select(Match.status, func.count()).where(Match.timebank_id == timebank_id)
+                           .group_by(Match.status)).all()
+    counts = {status: 0 for status in ("suggested", "proposed", "accepted", "declined", "done", "logged")}
+    counts.update({status: int(n) for status, n in rows})
+    return counts

@@ -1,0 +1,274 @@
+"""Verbs for matching. Services add and flush; the caller commits."""
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select
+
+from timebank.community.models import Category, Membership, Organisation, OrganisationRepresentative, TimeBank
+from timebank.errors import ValidationFailed
+from timebank.matching import planner, queries, scoring
+from timebank.matching.errors import (ListingClosed, MatchBlocked, MatchNotFound, MatchWrongState, NotAllowed,
+                                      PlanAlreadySent, PlanNotFound)
+from timebank.matching.models import (URGENCIES, BlockedPair, HelpRequest, Match, MatchPlan, MatchPlanProposal,
+                                      Offer, utcnow)
+
+DEFAULT_WEEKLY_CAPACITY = 2
+
+
+def membership_in(session, user, timebank_id: int) -> Membership | None:
+    return session.scalar(select(Membership).where(Membership.user_id == user.id,
+                                                   Membership.timebank_id == timebank_id,
+                                                   Membership.status == "active"))
+
+
+def is_broker(membership: Membership | None) -> bool:
+    return membership is not None and membership.role in ("broker", "admin")
+
+
+def _check_common(session, timebank: TimeBank, *, title: str, category_id: int, availability: int) -> None:
+    errors = {}
+    if not title or not title.strip() or len(title) > 200:
+        errors["title"] = ["Give a title of 1 to 200 characters."]
+    category = session.get(Category, category_id) if category_id else None
+    if category is None or category.timebank_id != timebank.id:
+        errors["category_id"] = ["Choose a category of this time bank."]
+    if not 0 <= (availability or 0) < (1 << 21):
+        errors["availability"] = ["Availability is 21 bits (day * 3 + part)."]
+    if errors:
+        raise ValidationFailed("Some fields are not valid.", errors=errors)
+
+
+def create_offer(session, *, membership: Membership, title: str, category_id: int, description: str = "",
+                 area: str | None = None, remote: bool = False, availability: int | None = None,
+                 starts_on: dt.date | None = None, ends_on: dt.date | None = None) -> Offer:
+    timebank = session.get(TimeBank, membership.timebank_id)
+    availability = membership.availability if availability is None else availability
+    _check_common(session, timebank, title=title, category_id=category_id, availability=availability)
+    now = utcnow()
+    offer = Offer(timebank_id=timebank.id, membership_id=membership.id, category_id=category_id,
+                  title=title.strip(), description=description or "", area=area or membership.ward,
+                  remote=bool(remote), availability=availability or 0, starts_on=starts_on, ends_on=ends_on,
+                  status="open", created_at=now,
+                  expires_at=now + dt.timedelta(days=timebank.listing_expiry_days or 60))
+    session.add(offer)
+    session.flush()
+    return offer
+
+
+def create_request(session, *, user, timebank: TimeBank, title: str, category_id: int,
+                   membership: Membership | None = None, organisation: Organisation | None = None,
+                   description: str = "", area: str | None = None, remote: bool = False,
+                   availability: int | None = None, urgency: str = "normal", estimated_minutes: int = 60,
+                   volunteers_needed: int = 1, safety_check_level: str = "none", min_age: int | None = None,
+                   starts_on: dt.date | None = None, ends_on: dt.date | None = None,
+                   latitude: float | None = None, longitude: float | None = None) -> HelpRequest:
+    """A member's request (membership) or an organisation's opportunity (organisation)."""
+    if (membership is None) == (organisation is None):
+        raise ValidationFailed("A request belongs to a member or to an organisation.",
+                               errors={"organisation_id": ["Give a member or an organisation."]})
+    availability = (membership.availability if membership and availability is None else availability) or 0
+    _check_common(session, timebank, title=title, category_id=category_id, availability=availability)
+    errors = {}
+    if urgency not in URGENCIES:
+        errors["urgency"] = [f"Must be one of {', '.join(URGENCIES)}."]
+    if not isinstance(estimated_minutes, int) or not 0 < estimated_minutes <= 24 * 60:
+        errors["estimated_minutes"] = ["Between 1 and 1440 minutes."]
+    if not isinstance(volunteers_needed, int) or not 1 <= volunteers_needed <= 500:
+        errors["volunteers_needed"] = ["Between 1 and 500."]
+    if membership is not None and volunteers_needed != 1:
+        errors["volunteers_needed"] = ["A member's request needs one volunteer; organisations post opportunities."]
+    if safety_check_level not in scoring.SAFETY_LEVELS:
+        errors["safety_check_level"] = [f"Must be one of {', '.join(scoring.SAFETY_LEVELS)}."]
+    if min_age is not None and not 0 <= min_age <= 120:
+        errors["min_age"] = ["Between 0 and 120."]
+    if errors:
+        raise ValidationFailed("Some fields are not valid.", errors=errors)
+    if membership is not None and latitude is None:
+        latitude, longitude = membership.latitude, membership.longitude
+    now = utcnow()
+    request = HelpRequest(
+        timebank_id=timebank.id, membership_id=membership.id if membership else None,
+        organisation_id=organisation.id if organisation else None, created_by_user_id=user.id,
+        category_id=category_id, title=title.strip(), description=description or "",
+        area=area or (membership.ward if membership else organisation.area), remote=bool(remote),
+        latitude=latitude, longitude=longitude, availability=availability, urgency=urgency,
+        estimated_minutes=estimated_minutes, volunteers_needed=volunteers_needed,
+        safety_check_level=safety_check_level, min_age=min_age, starts_on=starts_on, ends_on=ends_on,
+        status="open", created_at=now, expires_at=now + dt.timedelta(days=timebank.listing_expiry_days or 60))
+    session.add(request)
+    session.flush()
+    return request
+
+
+def can_post_for(session, user, organisation: Organisation) -> bool:
+    return session.get(OrganisationRepresentative, (organisation.id, user.id)) is not None
+
+
+def close_listing(session, listing, *, by_membership: Membership) -> None:
+    owner = getattr(listing, "membership_id", None)
+    if owner != by_membership.id and not is_broker(by_membership):
+        raise NotAllowed("Only the person who posted it or a broker can close this listing.")
+    if listing.status == "closed":
+        raise ListingClosed("This listing is already closed.")
+    listing.status = "closed"
+    listing.closed_at = utcnow()
+    session.flush()
+
+
+def block_pair(session, *, timebank_id: int, a: int, b: int, reason: str = "", by_user_id: int | None = None):
+    if a == b:
+        raise ValidationFailed("A member cannot be blocked from themself.", errors={"member_id": ["Same member."]})
+    low, high = sorted((a, b))
+    existing = session.scalar(select(BlockedPair).where(BlockedPair.low_membership_id == low,
+                                                        BlockedPair.high_membership_id == high))
+    if existing:
+        return existing
+    row = BlockedPair(timebank_id=timebank_id, low_membership_id=low, high_membership_id=high, reason=reason,
+                      blocked_by_user_id=by_user_id)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def _open_places(session, request: HelpRequest) -> int:
+    taken = session.scalars(select(Match.id).where(Match.request_id == request.id,
+                                                   Match.status.in_(("proposed", "accepted", "done", "logged"))))
+    return request.volunteers_needed - len(list(taken))
+
+
+def propose(session, request: HelpRequest, member_id: int, *, by_user_id: int, score: float | None = None,
+            reasons: list | None = None, plan_id: int | None = None) -> Match:
+    """Propose a volunteer for a request; the volunteer must pass the hard filters right now."""
+    if not queries.is_open(request):
+        raise ListingClosed("This request is closed or has expired.")
+    if _open_places(session, request) <= 0:
+        raise ListingClosed("Every place on this request is already taken.", code="request_full")
+    if request.membership_id:
+        low, high = sorted((request.membership_id, member_id))
+        if session.scalar(select(BlockedPair.id).where(BlockedPair.low_membership_id == low,
+                                                       BlockedPair.high_membership_id == high)):
+            raise MatchBlocked("A broker has blocked this pair.")
+    if score is None or reasons is None:
+        found = [s for s in queries.suggestions(session, request, limit=100_000) if s.member_id == member_id]
+        if not found:
+            raise MatchWrongState("This member does not meet the request's requirements.",
+                                  code="member_not_eligible")
+        score, reasons = found[0].score, found[0].reasons
+    match = session.scalar(select(Match).where(Match.request_id == request.id, Match.membership_id == member_id))
+    now = utcnow()
+    if match is None:
+        match = Match(timebank_id=request.timebank_id, request_id=request.id, membership_id=member_id,
+                      suggested_at=now)
+        session.add(match)
+    elif match.status != "suggested":
+        raise MatchWrongState("This member was already proposed for this request.")
+    match.status, match.score, match.reasons = "proposed", float(score), list(reasons)
+    match.proposed_at, match.proposed_by_user_id, match.plan_id = now, by_user_id, plan_id
+    session.flush()
+    return match
+
+
+def get_match(session, match_id: int) -> Match:
+    match = session.get(Match, match_id)
+    if match is None:
+        raise MatchNotFound(f"There is no match {match_id}.")
+    return match
+
+
+def respond(session, match: Match, *, accept: bool, by_membership: Membership) -> Match:
+    if match.membership_id != by_membership.id and not is_broker(by_membership):
+        raise NotAllowed("Only the volunteer (or a broker for them) can answer this match.")
+    if match.status != "proposed":
+        raise MatchWrongState(f"This match is {match.status}, not waiting for an answer.")
+    match.status = "accepted" if accept else "declined"
+    match.responded_at = utcnow()
+    session.flush()
+    return match
+
+
+def complete(session, match: Match, *, by_membership: Membership) -> Match:
+    request = session.get(HelpRequest, match.request_id)
+    allowed = {match.membership_id, request.membership_id}
+    if by_membership.id not in allowed and not is_broker(by_membership):
+        raise NotAllowed("Only the people in this match or a broker can mark it done.")
+    if match.status != "accepted":
+        raise MatchWrongState(f"This match is {match.status}; only an accepted match can be marked done.")
+    match.status = "done"
+    match.completed_at = utcnow()
+    session.flush()
+    return match
+
+
+def prefilled_exchange(session, match: Match) -> dict:
+    """The fields of the exchange that logs a done match's hours (for the exchanges form)."""
+    request = session.get(HelpRequest, match.request_id)
+    return {"provider_membership_id": match.membership_id, "recipient_membership_id": request.membership_id,
+            "recipient_organisation_id": request.organisation_id, "minutes": request.estimated_minutes,
+            "category_id": request.category_id, "description": request.title, "match_id": match.id}
+
+
+def weekly_capacity(timebank: TimeBank) -> int:
+    try:
+        return max(0, int((timebank.settings or {}).get("weekly_match_capacity", DEFAULT_WEEKLY_CAPACITY)))
+    except (TypeError, ValueError):
+        return DEFAULT_WEEKLY_CAPACITY
+
+
+def create_plan(session, *, timebank: TimeBank, request_ids: list[int], by_user_id: int) -> MatchPlan:
+    """An exactly optimal plan for these open requests, with each volunteer's weekly capacity."""
+    if not request_ids:
+        raise ValidationFailed("Choose at least one request.", errors={"request_ids": ["Give at least one id."]})
+    weights = scoring.weights_for(timebank.settings)
+    cap_per_week = weekly_capacity(timebank)
+    requests = [queries.get_request(session, rid, timebank.id) for rid in dict.fromkeys(request_ids)]
+    edges, reasons, stats, places = [], {}, {}, {}
+    for request in requests:
+        if not queries.is_open(request):
+            raise ListingClosed(f"Request {request.id} is closed or has expired.")
+        places[request.id] = max(0, _open_places(session, request))
+        for s in queries.suggestions(session, request, limit=100_000, weights=weights):
+            edges.append(planner.Edge(request.id, s.member_id, s.base_score))
+            reasons[(request.id, s.member_id)] = s.reasons
+            stats[s.member_id] = s.extra["stats"]
+    capacity = {mid: max(0, cap_per_week - st["week"]) for mid, st in stats.items()}
+    open_load = {mid: st["open"] for mid, st in stats.items()}
+    result = planner.solve(edges, places, capacity, open_load, weights["load"])
+    plan = MatchPlan(timebank_id=timebank.id, created_by_user_id=by_user_id, status="draft",
+                     request_ids=[r.id for r in requests], total_score=round(result.total, 4),
+                     capacity={"weekly_per_volunteer": cap_per_week,
+                               "volunteers_used": len(result.used),
+                               "eligible_volunteers": len(capacity),
+                               "places": sum(places.values()),
+                               "places_filled": len(result.assignments),
+                               "used": {str(mid): {"used": n, "available": capacity[mid]}
+                                        for mid, n in sorted(result.used.items())}})
+    session.add(plan)
+    session.flush()
+    for request_id, member_id, net in result.assignments:
+        session.add(MatchPlanProposal(plan_id=plan.id, request_id=request_id, membership_id=member_id,
+                                      score=round(net, 4), reasons=reasons[(request_id, member_id)]))
+    session.flush()
+    return plan
+
+
+def get_plan(session, plan_id: int, timebank_id: int | None = None) -> MatchPlan:
+    plan = session.get(MatchPlan, plan_id)
+    if plan is None or (timebank_id is not None and plan.timebank_id != timebank_id):
+        raise PlanNotFound(f"There is no match plan {plan_id}.")
+    return plan
+
+
+def send_plan(session, plan: MatchPlan, *, by_user_id: int) -> list[Match]:
+    """Turn the plan's proposals into proposed matches."""
+    if plan.status == "sent":
+        raise PlanAlreadySent("This plan was already sent.")
+    matches = []
+    for proposal in plan.proposals:
+        request = session.get(HelpRequest, proposal.request_id)
+        matches.append(propose(session, request, proposal.membership_id, by_user_id=by_user_id,
+                               score=proposal.score, reasons=proposal.reasons, plan_id=plan.id))
+    plan.status = "sent"
+    plan.sent_at = utcnow()
+    session.flush()
+    return matches

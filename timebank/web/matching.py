@@ -1,0 +1,196 @@
+"""Pages: browse and post listings, a member's matches, the broker's matching workbench."""
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+from sqlalchemy import select
+
+from timebank.community.models import Category
+from timebank.errors import DomainError
+from timebank.extensions import db
+from timebank.matching import queries, scoring, service
+from timebank.matching.models import HelpRequest
+
+bp = Blueprint("matching", __name__)
+
+
+def _membership():
+    active = [m for m in current_user.memberships if m.status == "active" and m.role != "commissioner"]
+    if not active:
+        abort(403)
+    return active[0]
+
+
+def _broker():
+    membership = _membership()
+    if not service.is_broker(membership):
+        abort(403)
+    return membership
+
+
+def _categories(timebank_id):
+    rows = db.session.scalars(select(Category).where(Category.timebank_id == timebank_id)
+                              .order_by(Category.parent_id.is_not(None), Category.name)).all()
+    parents = {c.id: c for c in rows if c.parent_id is None}
+    out = []
+    for parent in parents.values():
+        out.append((parent.id, parent.name))
+        out += [(c.id, f"{parent.name} › {c.name}") for c in rows if c.parent_id == parent.id]
+    return out
+
+
+def _int(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _slots_from_form(form) -> int:
+    return sum(1 << bit for bit in range(21) if form.get(f"slot{bit}"))
+
+
+@bp.get("/listings")
+@login_required
+def listings():
+    me = _membership()
+    args = request.args
+    filters = {"text": args.get("q") or None, "category_id": _int(args.get("category_id")),
+               "area": args.get("area") or None, "availability": _int(args.get("slot")) is not None
+               and (1 << _int(args.get("slot"))) or None}
+    if filters["availability"] is not None and not 0 <= _int(args.get("slot")) < 21:
+        filters["availability"] = None
+    offers = queries.list_offers(db.session, me.timebank_id, **filters)
+    requests_ = queries.list_requests(db.session, me.timebank_id, **filters)
+    could_help = queries.requests_member_could_help(db.session, me, limit=10)
+    my_matches = queries.matches_for_member(db.session, me.id)
+    return render_template("matching/listings.html", offers=offers, requests=requests_, could_help=could_help,
+                           my_matches=my_matches, categories=_categories(me.timebank_id), args=args,
+                           slots=[(b, f"{scoring.DAYS[b // 3]} {scoring.PARTS[b % 3]}") for b in range(21)])
+
+
+@bp.route("/listings/new/<kind>", methods=["GET", "POST"])
+@login_required
+def new_listing(kind):
+    if kind not in ("offer", "request"):
+        abort(404)
+    me = _membership()
+    error, status = None, 200
+    if request.method == "POST":
+        form = request.form
+        common = dict(title=form.get("title", "")[:200], category_id=_int(form.get("category_id")),
+                      description=form.get("description", "")[:5000], area=form.get("area") or None,
+                      remote=bool(form.get("remote")), availability=_slots_from_form(form) or None)
+        try:
+            if kind == "offer":
+                service.create_offer(db.session, membership=me, **common)
+            else:
+                service.create_request(db.session, user=current_user, timebank=me.timebank, membership=me,
+                                       urgency=form.get("urgency", "normal"),
+                                       estimated_minutes=_int(form.get("estimated_minutes")) or 60, **common)
+        except DomainError as exc:
+            error, status = exc.message, getattr(exc, "status", 422)
+            if getattr(exc, "errors", None):
+                error += " " + " ".join(f"{k}: {'; '.join(v)}" for k, v in exc.errors.items())
+        else:
+            flash(f"Your {kind} is posted.", "success")
+            return redirect(url_for("matching.listings"))
+    return render_template("matching/new_listing.html", kind=kind, error=error,
+                           categories=_categories(me.timebank_id),
+                           slots=[(b, f"{scoring.DAYS[b // 3]} {scoring.PARTS[b % 3]}") for b in range(21)],
+                           form=request.form), status
+
+
+@bp.post("/matches/<int:match_id>/<action>")
+@login_required
+def respond_match(match_id, action):
+    if action not in ("accept", "decline", "complete"):
+        abort(404)
+    me = _membership()
+    try:
+        match = service.get_match(db.session, match_id)
+        if match.timebank_id != me.timebank_id:
+            abort(404)
+        if action == "complete":
+            service.complete(db.session, match, by_membership=me)
+        else:
+            service.respond(db.session, match, accept=action == "accept", by_membership=me)
+    except DomainError as exc:
+        flash(exc.message, "error")
+        return redirect(request.referrer or url_for("matching.listings")), 303
+    flash({"accept": "You accepted the match. Thank you!", "decline": "You declined the match.",
+           "complete": "Marked as done. Now log the hours."}[action], "success")
+    return redirect(url_for("matching.listings")), 303
+
+
+@bp.get("/matching")
+@login_required
+def workbench():
+    me = _broker()
+    open_requests = queries.list_requests(db.session, me.timebank_id, status="open", limit=200)
+    selected = None
+    suggestions = []
+    request_id = _int(request.args.get("request_id"))
+    if request_id:
+        selected = db.session.get(HelpRequest, request_id)
+        if selected is None or selected.timebank_id != me.timebank_id:
+            abort(404)
+        suggestions = queries.suggestions(db.session, selected, limit=10)
+    weights = scoring.weights_for(me.timebank.settings)
+    return render_template("matching/workbench.html", open_requests=open_requests, selected=selected,
+                           suggestions=suggestions, weights=weights, labels=scoring.WEIGHT_LABELS,
+                           funnel=queries.funnel(db.session, me.timebank_id),
+                           matches=queries.matches_for_timebank(db.session, me.timebank_id, limit=50))
+
+
+@bp.post("/matching/requests/<int:request_id>/propose")
+@login_required
+def propose(request_id):
+    me = _broker()
+    try:
+        row = queries.get_request(db.session, request_id, me.timebank_id)
+        service.propose(db.session, row, _int(request.form.get("member_id")) or 0, by_user_id=current_user.id)
+    except DomainError as exc:
+        flash(exc.message, "error")
+    else:
+        flash("Proposed. The volunteer will see it on their page.", "success")
+    return redirect(url_for("matching.workbench", request_id=request_id)), 303
+
+
+@bp.post("/matching/plans")
+@login_required
+def create_plan():
+    me = _broker()
+    ids = [i for i in (_int(v) for v in request.form.getlist("request_ids")) if i]
+    try:
+        plan = service.create_plan(db.session, timebank=me.timebank, request_ids=ids, by_user_id=current_user.id)
+    except DomainError as exc:
+        flash(exc.message, "error")
+        return redirect(url_for("matching.workbench")), 303
+    return redirect(url_for("matching.plan", plan_id=plan.id)), 303
+
+
+@bp.get("/matching/plans/<int:plan_id>")
+@login_required
+def plan(plan_id):
+    me = _broker()
+    try:
+        row = service.get_plan(db.session, plan_id, me.timebank_id)
+    except DomainError:
+        abort(404)
+    requests_ = {r.id: r for r in db.session.scalars(select(HelpRequest).where(HelpRequest.id.in_(row.request_ids)))}
+    return render_template("matching/plan.html", plan=row, requests=requests_)
+
+
+@bp.post("/matching/plans/<int:plan_id>/send")
+@login_required
+def send_plan(plan_id):
+    me = _broker()
+    try:
+        row = service.get_plan(db.session, plan_id, me.timebank_id)
+        matches = service.send_plan(db.session, row, by_user_id=current_user.id)
+    except DomainError as exc:
+        flash(exc.message, "error")
+    else:
+        flash(f"Sent {len(matches)} proposal{'s' if len(matches) != 1 else ''}.", "success")
+    return redirect(url_for("matching.plan", plan_id=plan_id)), 303
