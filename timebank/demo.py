@@ -25,11 +25,12 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 
 from timebank.community.auth import hash_password
-from timebank.community.models import Category, MemberSkill, User
+from timebank.community.models import Category, MemberSkill, Membership, Organisation, User
 from timebank.community.service import add_membership, create_organisation, create_timebank, create_user
 from timebank.exchanges import service as exchanges
 from timebank.exchanges.ledger_port import post_transfer
 from timebank.exchanges.models import COPRODUCTION_SUBTYPES, Exchange
+from timebank.matching import service as matching
 from timebank.ledger.models import Account
 from timebank.ledger.service import ensure_system_accounts
 
@@ -113,6 +114,9 @@ ACTIVITY_TITLES = {
     "co_assessment": ["Tenant inspection", "Patient feedback panel", "Mystery shopping visit"],
     "co_commissioning": ["Participatory budgeting vote", "Priorities planning day", "Grants panel"],
 }
+OFFER_TEXTS = ["I have done {what} for years and enjoy it.", "Weekday afternoons suit me best for {what}.",
+               "Happy to help with {what}; I can bring my own tools.", "I can offer {what} most weekends."]
+REMOTE_OK = {"Computer help", "Languages", "Tutoring", "Admin & office", "Survey & feedback", "Befriending"}
 OUTCOME_WEIGHTS = [("community_safety", 9), ("local_environment", 14), ("public_health", 18), ("social_care", 26),
                    ("education", 14), ("housing", 9), ("other", 10)]
 
@@ -182,7 +186,8 @@ class Builder:
         self.orgs: list[Org] = []
         self.stats = {"transfers": 0, "p2p": 0, "p2a": 0, "a2a": 0, "activities": 0, "collective_minutes": 0,
                       "individual_minutes": 0, "donations": 0, "grants": 0, "reversals": 0, "disputed": 0,
-                      "pending": 0, "auto_confirmed": 0, "pending_applications": 0, "suspended": 0, "left": 0}
+                      "pending": 0, "auto_confirmed": 0, "pending_applications": 0, "suspended": 0, "left": 0,
+                      "offers": 0, "requests": 0}
         self._since_commit = 0
         self._seq = itertools.count(1)
         # Strong references keep these rows in the session's identity map: no SELECT per session.get().
@@ -428,6 +433,43 @@ class Builder:
         for _, membership, status, note in changes:
             membership.status, membership.risk_note = status, note
         self._run_auto_confirm(END_DATE)
+        self.build_listings()
+
+    def build_listings(self):
+        """Open offers and requests of members still active at the end, and organisations' opportunities."""
+        rng, session = self.rng, self.session
+        for person in self.people:
+            if person.until is not None:
+                continue
+            membership = session.get(Membership, person.membership_id)
+            if person.give_weight > 0 and rng.random() < 0.6:
+                for category in person.skills[:rng.choice([1, 1, 2])]:
+                    name = self.category_names[category]
+                    matching.create_offer(session, membership=membership, title=f"{name} – happy to help",
+                                          category_id=category, description=rng.choice(OFFER_TEXTS).format(
+                                              what=name.lower()), remote=name in REMOTE_OK)
+                    self.stats["offers"] += 1
+            if person.receive_weight > 0 and rng.random() < 0.25:
+                category = self._category()
+                name = self.category_names[category]
+                matching.create_request(session, user=person.user, timebank=self.timebank, membership=membership,
+                                        title=f"Looking for help: {name.lower()}", category_id=category,
+                                        urgency=_weighted(rng, [("low", 2), ("normal", 6), ("high", 2)]),
+                                        estimated_minutes=rng.choice([60, 60, 90, 120, 180]),
+                                        remote=name in REMOTE_OK)
+                self.stats["requests"] += 1
+        for org in self.orgs:
+            if rng.random() < 0.5:
+                category = self._category()
+                kind = _weighted(rng, [("co_delivery", 60), ("co_design", 20), ("co_assessment", 20)])
+                matching.create_request(
+                    session, user=org.rep, timebank=self.timebank,
+                    organisation=session.get(Organisation, org.organisation_id),
+                    title=rng.choice(ACTIVITY_TITLES[kind]) + " volunteers", category_id=category,
+                    volunteers_needed=rng.randrange(2, 12), estimated_minutes=rng.choice([120, 180, 240]),
+                    safety_check_level=rng.choice(["none", "none", "basic", "standard"]),
+                    starts_on=END_DATE + dt.timedelta(days=rng.randrange(7, 60)))
+                self.stats["requests"] += 1
 
     def _event(self, day: dt.date):
         r = self.rng.random()
@@ -878,6 +920,7 @@ def _summary(builders, seconds) -> dict:
         f"  pot donations {totals['donations']:,}, grants {totals['grants']:,}; reversals {totals['reversals']:,}; "
         f"disputed {totals['disputed']:,}; pending {totals['pending']:,}; auto-confirmed "
         f"{totals['auto_confirmed']:,}",
+        f"  open offers {totals['offers']:,}, open requests and opportunities {totals['requests']:,}",
     ]
     return {"timebanks": [b.slug for b in builders], "seconds": seconds, "members": members,
             "never_traded": members - traded, "organisations": orgs, "hours": hours, "lines": lines, **totals}

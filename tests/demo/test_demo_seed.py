@@ -138,3 +138,16 @@ def test_seed_demo_command_builds_and_refuses_a_taken_slug(committed_db, runner)
     assert_ledger_holds(committed_db.session, timebank.id)
     again = runner.invoke(args=["seed", "demo", "--size", "XS", "--timebank", "cli-demo"])
     assert again.exit_code != 0 and "already exists" in again.output
+
+
+def test_demo_has_open_offers_requests_and_opportunities(session):
+    from timebank.matching.models import HelpRequest, Offer
+
+    timebank = _load(session, "demo-listings", seed=5)
+    offers = session.scalars(select(Offer).where(Offer.timebank_id == timebank.id, Offer.status == "open")).all()
+    requests = session.scalars(select(HelpRequest).where(HelpRequest.timebank_id == timebank.id,
+                                                         HelpRequest.status == "open")).all()
+    assert offers and any(r.membership_id for r in requests) and any(r.organisation_id for r in requests)
+    # Offers come from members' own skills.
+    skills = {(s.membership_id, s.category_id) for s in session.scalars(select(demo.MemberSkill))}
+    assert all((o.membership_id, o.category_id) in skills for o in offers)
