@@ -50,5 +50,8 @@ test: test-sqlite test-postgres
 clean:
 	rm -rf $(VENV) instance/*.sqlite3*
 
+bench-ledger: install-dev
+	$(BIN)/python bench/ledger_bench.py
+
 bench-demo: install-dev
 	$(BIN)/python bench/demo_bench.py S M

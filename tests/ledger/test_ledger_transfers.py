@@ -23,6 +23,11 @@ def test_describe_minutes_in_plain_words():
     assert describe_minutes(20) == "20 minutes"
 
 
+def test_an_account_appears_once_per_transfer():
+    with pytest.raises(errors.DuplicateAccount):
+        normalise_postings([(1, 60), (1, -30), (2, -30)])
+
+
 @pytest.mark.parametrize("postings, fragment", [
     ([(1, 60)], "at least two"),
     ([(1, 60), (2, -59)], "sum to 1"),

@@ -28,6 +28,12 @@ class InsufficientBalance(LedgerError):
     title = "Not enough hours"
 
 
+class DuplicateAccount(LedgerError):
+    code = "duplicate_account"
+    status = 422
+    title = "An account may appear only once in a transfer"
+
+
 class CeilingExceeded(LedgerError):
     code = "ceiling_exceeded"
     status = 422

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm.attributes import set_committed_value
 
 from timebank.ledger.errors import (AccountClosed, AccountNotFound, AlreadyReversed, CeilingExceeded, CrossTimebank,
+                                    DuplicateAccount,
                                     IdempotencyKeyReused, InsufficientBalance, LedgerError, TransferNotFound,
                                     UnbalancedTransfer, describe_minutes)
 from timebank.ledger.models import TRANSFER_KINDS, Account, Posting, Transfer
@@ -78,6 +79,9 @@ def normalise_postings(postings) -> list[tuple[int, int]]:
         result.append((account_id, minutes))
     if len(result) < 2:
         raise UnbalancedTransfer("A transfer needs at least two postings.")
+    if len({a for a, _ in result}) != len(result):
+        # One posting per account: the database checks limits posting by posting, so legs must not net out.
+        raise DuplicateAccount("An account may appear only once in a transfer.")
     total = sum(m for _, m in result)
     if total != 0:
         raise UnbalancedTransfer(f"The postings sum to {total} minutes; they must sum to zero.", sum_minutes=total)
