@@ -1,7 +1,7 @@
 """exchanges: in-app notifications and notification preferences
 
 Revision ID: 0004
-Revises: 0001
+Revises: 0002
 Create Date: 2026-11-23 11:23:32.967729
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '0004'
-down_revision = '0002'
+down_revision = '0002'  # chained after the merged ledger migration; the lead re-chains at merge
 branch_labels = None
 depends_on = None
 

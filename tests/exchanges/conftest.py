@@ -29,3 +29,13 @@ def rep(session, make_person, organisation):
     organisation.representatives.append(user)
     session.flush()
     return user, membership
+
+
+@pytest.fixture
+def api_headers(api_headers, session):
+    """The shared fixture, plus a commit of the setup so far: a refused request rolls back only itself."""
+    def headers(user, **extra):
+        result = api_headers(user, **extra)
+        session.commit()
+        return result
+    return headers

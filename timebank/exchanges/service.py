@@ -24,7 +24,7 @@ from timebank.errors import DomainError, ValidationFailed
 from timebank.exchanges import policy
 from timebank.exchanges.errors import (BelowFloor, CsvInvalid, ExchangeNotConfirmed, ExchangeNotDisputed,
                                        ExchangeNotFound, ExchangeNotPending, ExchangeRuleBroken)
-from timebank.exchanges.ledger_port import post_transfer, reverse_transfer, system_account
+from timebank.ledger.service import post_transfer, reverse_transfer, system_account
 from timebank.exchanges.models import (COPRODUCTION_SUBTYPES, COPRODUCTION_TYPES, OUTCOME_AREAS, Exchange,
                                        GroupActivity, utcnow)
 from timebank.exchanges.notifications import notify
