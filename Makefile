@@ -53,5 +53,8 @@ clean:
 bench-ledger: install-dev
 	$(BIN)/python bench/ledger_bench.py
 
+bench-matching: install-dev
+	$(BIN)/python bench/matching_bench.py
+
 bench-demo: install-dev
 	$(BIN)/python bench/demo_bench.py S M

@@ -28,11 +28,10 @@ from timebank.community.auth import hash_password
 from timebank.community.models import Category, MemberSkill, Membership, Organisation, User
 from timebank.community.service import add_membership, create_organisation, create_timebank, create_user
 from timebank.exchanges import service as exchanges
-from timebank.exchanges.ledger_port import post_transfer
 from timebank.exchanges.models import COPRODUCTION_SUBTYPES, Exchange
 from timebank.matching import service as matching
 from timebank.ledger.models import Account
-from timebank.ledger.service import ensure_system_accounts
+from timebank.ledger.service import ensure_system_accounts, post_transfer
 
 DEMO_PASSWORD = "demo-password-123"
 DEMO_LOGINS = [

@@ -98,3 +98,19 @@ def test_errors_are_problems_not_500s(client, session, volunteer, make_person, c
     assert plan.status_code == 404
     member_plan = client.post("/api/v1/match-plans", json={"request_ids": [1]}, headers=api_headers(user, **key()))
     assert member_plan.status_code == 403
+
+
+def test_closing_requests_and_who_may(client, session, timebank, requester, volunteer, category, api_headers):
+    asker_user, asker = requester()
+    other_user, _ = volunteer(skills=["Gardening"])
+    created = client.post("/api/v1/requests", json={"title": "Shopping run", "category_id": category("Shopping & errands").id},
+                          headers=api_headers(asker_user, **key())).json
+    session.commit()  # the refused close below rolls its own request back
+    refused = client.post(f"/api/v1/requests/{created['id']}/close", json={}, headers=api_headers(other_user, **key()))
+    assert refused.status_code == 403
+    closed = client.post(f"/api/v1/requests/{created['id']}/close", json={}, headers=api_headers(asker_user, **key()))
+    assert closed.json["status"] == "closed"
+    open_ids = [r["id"] for r in client.get("/api/v1/requests?status=open", headers=api_headers(asker_user)).json]
+    assert created["id"] not in open_ids
+    closed_ids = [r["id"] for r in client.get("/api/v1/requests?status=closed", headers=api_headers(asker_user)).json]
+    assert created["id"] in closed_ids

@@ -35,7 +35,9 @@ def brute_force(edges, places, capacity, load, weight):
 @given(instances())
 def test_plan_is_optimal_and_feasible(instance):
     edges, places, capacity, load, weight = instance
-    result = solve(edges, places, capacity, load, weight)
+    # keep=1 starts column generation from very few edges, so the pricing loop is exercised too.
+    result = solve(edges, places, capacity, load, weight, keep=1)
+    assert abs(result.total - solve(edges, places, capacity, load, weight).total) < 1e-6
     chosen = [(r, v) for r, v, _ in result.assignments]
     assert len(set(chosen)) == len(chosen)  # a pair at most once
     assert {(e.request, e.volunteer) for e in edges} >= set(chosen)

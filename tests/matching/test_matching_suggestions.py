@@ -120,3 +120,42 @@ def test_browse_and_search_listings(session, timebank, volunteer, category):
     assert titles(area="Headingley") == []
     expired_view = queries.list_offers(session, timebank.id, now=dt.datetime.utcnow() + dt.timedelta(days=61))
     assert expired_view == []
+
+
+def test_funnel_runs_to_logged_and_keeps_timestamps(session, timebank, volunteer, requester, category, make_person):
+    import pytest
+
+    from timebank.exchanges.models import Exchange
+    from timebank.matching.errors import MatchWrongState
+
+    broker, broker_m = make_person("broker")
+    asker_user, asker = requester()
+    _, helper = volunteer(skills=["Gardening"])
+    req = _request(session, timebank, (asker_user, asker), category, estimated_minutes=90)
+    match = service.propose(session, req, helper.id, by_user_id=broker.id)
+    with pytest.raises(MatchWrongState):
+        service.complete(session, match, by_membership=broker_m)
+    service.respond(session, match, accept=True, by_membership=helper)
+    service.complete(session, match, by_membership=asker)
+    fields = service.prefilled_exchange(session, match)
+    assert fields["minutes"] == 90 and fields["provider_membership_id"] == helper.id
+    exchange = Exchange(timebank_id=timebank.id, provider_membership_id=helper.id,
+                        recipient_membership_id=asker.id, minutes=90, happened_on=dt.date.today(),
+                        logged_by_user_id=broker.id)
+    session.add(exchange)
+    session.flush()
+    service.mark_logged(session, match, exchange_id=exchange.id)
+    assert match.status == "logged"
+    assert match.proposed_at <= match.responded_at <= match.completed_at <= match.logged_at
+    assert queries.funnel(session, timebank.id)["logged"] == 1
+
+
+def test_requests_a_member_could_help_with(session, timebank, volunteer, requester, category):
+    _, gardener = volunteer(skills=["Gardening"])
+    _, tutor = volunteer(skills=["Tutoring"])
+    who = requester()
+    req = _request(session, timebank, who, category)
+    [(found, why)] = queries.requests_member_could_help(session, gardener)
+    assert found.id == req.id and "offers Gardening" in why.reasons
+    assert queries.requests_member_could_help(session, tutor) == []
+    assert queries.requests_member_could_help(session, who[1]) == []

@@ -271,11 +271,7 @@ def get_request(request_id):
 @blp.doc(security=SECURITY)
 def close_request(_data, request_id):
     row = queries.get_request(db.session, request_id)
-    me = membership_for(row.timebank_id)
-    if row.organisation_id and service.can_post_for(db.session, current_api_user(), row.organisation):
-        row.status, row.closed_at = "closed", service.utcnow()
-        return row
-    service.close_listing(db.session, row, by_membership=me)
+    service.close_listing(db.session, row, by_membership=membership_for(row.timebank_id), user=current_api_user())
     return row
 
 

@@ -18,6 +18,8 @@ from scipy.sparse import coo_matrix
 
 from timebank.matching.scoring import marginal_load
 
+_METHOD = "highs"
+
 
 @dataclass(frozen=True)
 class Edge:
@@ -34,61 +36,39 @@ class PlanResult:
 
 
 def solve(edges: list[Edge], places: dict[int, int], capacity: dict[int, int], open_load: dict[int, int],
-          load_weight: float) -> PlanResult:
+          load_weight: float, *, keep: int = 8) -> PlanResult:
     """The exact optimum of: sum of chosen edges' scores - sum over volunteers of the convex load penalty increase.
 
     places[request] bounds how many volunteers a request takes; capacity[volunteer] bounds its new matches;
     open_load[volunteer] is its current commitments (the penalty continues from there). Edges with an unknown
     request or volunteer, or a volunteer with no capacity, are ignored. A pair is used at most once.
+
+    Large plans are solved by column generation: first on each request's and each volunteer's `keep` best edges,
+    then every left-out edge is priced with the LP duals; edges that could improve the plan are added and the LP
+    solved again, until none can. The result is then optimal for the full edge set (LP duality), not a heuristic.
     """
-    edges = [e for e in edges if places.get(e.request, 0) > 0 and capacity.get(e.volunteer, 0) > 0]
-    # Deduplicate pairs, keeping the best score.
     best: dict[tuple[int, int], float] = {}
     for e in edges:
-        key = (e.request, e.volunteer)
-        if key not in best or e.score > best[key]:
-            best[key] = e.score
-    if not best:
+        if places.get(e.request, 0) > 0 and capacity.get(e.volunteer, 0) > 0:
+            key = (e.request, e.volunteer)
+            if key not in best or e.score > best[key]:
+                best[key] = e.score
+    # Only pairs that can gain anything even as the volunteer's first new commitment.
+    pairs = [p for p, w in best.items() if w > marginal_load(open_load.get(p[1], 0), load_weight)]
+    if not pairs:
         return PlanResult()
-    pairs = list(best)
     requests = sorted({r for r, _ in pairs})
     volunteers = sorted({v for _, v in pairs})
-    r_index = {r: i for i, r in enumerate(requests)}
-    v_index = {v: len(requests) + i for i, v in enumerate(volunteers)}
-    n_edges = len(pairs)
-    # Copy arcs: one per unit of capacity, never more than the edges a volunteer has.
-    degree: dict[int, int] = {}
-    for _, v in pairs:
-        degree[v] = degree.get(v, 0) + 1
-    copy_rows, copy_cost = [], []
-    for v in volunteers:
-        base = open_load.get(v, 0)
-        for k in range(min(capacity[v], degree[v])):
-            copy_rows.append(v_index[v])
-            copy_cost.append(marginal_load(base + k, load_weight))
-    n_copies = len(copy_rows)
-
-    gains = np.fromiter((best[p] for p in pairs), dtype=float, count=n_edges)
-    c = np.concatenate([-gains, np.asarray(copy_cost, dtype=float)])
-    # Rows: requests (sum x <= places), volunteers (sum x - sum y <= 0).
-    edge_cols = np.arange(n_edges)
-    rows = np.concatenate([
-        np.fromiter((r_index[r] for r, _ in pairs), dtype=np.int64, count=n_edges),
-        np.fromiter((v_index[v] for _, v in pairs), dtype=np.int64, count=n_edges),
-        np.asarray(copy_rows, dtype=np.int64),
-    ])
-    cols = np.concatenate([edge_cols, edge_cols, n_edges + np.arange(n_copies)])
-    data = np.concatenate([np.ones(2 * n_edges), -np.ones(n_copies)])
-    n_rows = len(requests) + len(volunteers)
-    a_ub = coo_matrix((data, (rows, cols)), shape=(n_rows, n_edges + n_copies)).tocsr()
-    b_ub = np.concatenate([np.asarray([places[r] for r in requests], dtype=float), np.zeros(len(volunteers))])
-    result = linprog(c, A_ub=a_ub, b_ub=b_ub, bounds=(0, 1), method="highs-ds")
-    if result.status != 0:  # pragma: no cover - a feasible bounded LP (x = 0 is feasible)
-        raise RuntimeError(f"plan solver failed: {result.message}")
-    x = result.x[:n_edges]
-    if np.any(np.abs(x - np.round(x)) > 1e-6):  # pragma: no cover - total unimodularity says this cannot happen
-        raise RuntimeError("plan solver returned a fractional flow")
-    chosen = [pairs[i] for i in np.flatnonzero(x > 0.5)]
+    r_pos = {r: i for i, r in enumerate(requests)}
+    v_pos = {v: i for i, v in enumerate(volunteers)}
+    er = np.fromiter((r_pos[r] for r, _ in pairs), dtype=np.int64, count=len(pairs))
+    ev = np.fromiter((v_pos[v] for _, v in pairs), dtype=np.int64, count=len(pairs))
+    ew = np.fromiter((best[p] for p in pairs), dtype=float, count=len(pairs))
+    chosen_idx = solve_arrays(er, ev, ew, np.asarray([places[r] for r in requests], dtype=np.int64),
+                              np.asarray([capacity[v] for v in volunteers], dtype=np.int64),
+                              np.asarray([open_load.get(v, 0) for v in volunteers], dtype=np.int64),
+                              load_weight, keep=keep)
+    chosen = [pairs[i] for i in chosen_idx]
     # Report each assignment's net score: a volunteer's best pairs take its cheapest load slots.
     by_volunteer: dict[int, list[tuple[int, float]]] = {}
     for r, v in chosen:
@@ -97,12 +77,72 @@ def solve(edges: list[Edge], places: dict[int, int], capacity: dict[int, int], o
     for v, items in by_volunteer.items():
         items.sort(key=lambda item: -item[1])
         for k, (r, score) in enumerate(items):
-            net = score - marginal_load(open_load.get(v, 0) + k, load_weight)
-            out.assignments.append((r, v, net))
+            out.assignments.append((r, v, score - marginal_load(open_load.get(v, 0) + k, load_weight)))
         out.used[v] = len(items)
     out.assignments.sort()
     out.total = sum(a[2] for a in out.assignments)
     return out
+
+
+def solve_arrays(er: np.ndarray, ev: np.ndarray, ew: np.ndarray, places: np.ndarray, capacity: np.ndarray,
+                 open_load: np.ndarray, load_weight: float, *, keep: int = 8, margin: float = 0.3) -> np.ndarray:
+    """The same exact plan on arrays: edge i joins request er[i] and volunteer ev[i] (0-based positions) with base
+    score ew[i], no pair repeated. Returns the indices of the chosen edges.
+
+    Column generation adds every edge whose reduced gain is above -margin (not only the violating ones): that
+    anticipates the next round's violations and cuts the number of LP solves; optimality is still certified by
+    the final round finding no edge with a positive reduced gain.
+    """
+    n_req, n_vol = len(places), len(capacity)
+    copy_v = np.repeat(np.arange(n_vol), capacity)
+    offsets = np.arange(len(copy_v)) - np.repeat(np.cumsum(capacity) - capacity, capacity)
+    base = open_load[copy_v] + offsets
+    copy_cost = load_weight * ((base + 1) ** 2 - base ** 2) / 4.0  # scoring.marginal_load, vectorised
+    active = _top_edges(er, ev, ew, keep)
+    place_arr = places.astype(float)
+    while True:
+        x, dual_r, dual_v = _solve_lp(er[active], ev[active], ew[active], place_arr, copy_v, copy_cost, n_req,
+                                      n_vol)
+        reduced = ew - dual_r[er] - dual_v[ev]
+        reduced[active] = -np.inf
+        if not np.any(reduced > 1e-9):
+            return active[x > 0.5]
+        active = np.union1d(active, np.flatnonzero(reduced > -margin))
+
+
+def _top_edges(er, ev, ew, keep: int) -> np.ndarray:
+    """Indices of each request's and each volunteer's `keep` best edges."""
+    keep_mask = np.zeros(len(ew), dtype=bool)
+    for group in (er, ev):
+        order = np.lexsort((-ew, group))  # by group, best first
+        sorted_group = group[order]
+        starts = np.r_[0, np.flatnonzero(np.diff(sorted_group)) + 1]
+        rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+        keep_mask[order[rank < keep]] = True
+    return np.flatnonzero(keep_mask)
+
+
+def _solve_lp(er, ev, ew, places, copy_v, copy_cost, n_req, n_vol):
+    """Solve the flow LP on these edges; return the edge values and the duals of request and volunteer rows."""
+    n_edges, n_copies = len(ew), len(copy_cost)
+    rows = np.concatenate([er, n_req + ev, n_req + copy_v])
+    cols = np.concatenate([np.arange(n_edges), np.arange(n_edges), n_edges + np.arange(n_copies)])
+    data = np.concatenate([np.ones(2 * n_edges), -np.ones(n_copies)])
+    a_ub = coo_matrix((data, (rows, cols)), shape=(n_req + n_vol, n_edges + n_copies)).tocsr()
+    b_ub = np.concatenate([places, np.zeros(n_vol)])
+    c = np.concatenate([-ew, copy_cost])
+    result = linprog(c, A_ub=a_ub, b_ub=b_ub, bounds=(0, 1), method=_METHOD)
+    x = None if result.status != 0 else result.x[:n_edges]
+    if x is None or np.any(np.abs(x - np.round(x)) > 1e-6):
+        # Total unimodularity makes every vertex integral; the dual simplex always returns a vertex.
+        result = linprog(c, A_ub=a_ub, b_ub=b_ub, bounds=(0, 1), method="highs-ds")
+        if result.status != 0:  # pragma: no cover - x = 0 is feasible and the objective is bounded
+            raise RuntimeError(f"plan solver failed: {result.message}")
+        x = result.x[:n_edges]
+        if np.any(np.abs(x - np.round(x)) > 1e-6):  # pragma: no cover
+            raise RuntimeError("plan solver returned a fractional flow")
+    duals = -result.ineqlin.marginals  # >= 0: the value of one more place / one more unit through a volunteer
+    return x, duals[:n_req], duals[n_req:]
 
 
 def objective(assignments: list[tuple[int, int]], scores: dict[tuple[int, int], float], open_load: dict[int, int],

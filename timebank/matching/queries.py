@@ -119,7 +119,8 @@ def is_open(listing, now: dt.datetime | None = None) -> bool:
     return listing.status == "open" and listing.expires_at > (now or utcnow())
 
 
-def candidate_rows(session, request: HelpRequest, *, today: dt.date | None = None, radius_km: float | None = None):
+def candidate_rows(session, request: HelpRequest, *, today: dt.date | None = None, radius_km: float | None = None,
+                   only_member_id: int | None = None):
     """Members passing every hard filter, straight from SQL (distance still needs the haversine check).
 
     Returns rows (membership_id, category_id, latitude, longitude, availability, age_band, bio, balance, display_name).
@@ -133,6 +134,8 @@ def candidate_rows(session, request: HelpRequest, *, today: dt.date | None = Non
     fits = skills.union(offers).subquery()
     m = Membership
     conditions = [m.timebank_id == request.timebank_id, m.status == "active", m.role.in_(VOLUNTEER_ROLES)]
+    if only_member_id is not None:
+        conditions.append(m.id == only_member_id)
     if request.membership_id:
         conditions.append(m.id != request.membership_id)
         rid = request.membership_id
@@ -192,13 +195,16 @@ def _member_texts(session, membership_ids: list[int]) -> dict[int, set[str]]:
 
 
 def suggestions(session, request: HelpRequest, *, limit: int = 10, weights: dict | None = None,
-                now: dt.datetime | None = None, today: dt.date | None = None) -> list[Suggestion]:
-    """The top `limit` members for a request, best first: hard filters in SQL, then the weighted score."""
+                now: dt.datetime | None = None, today: dt.date | None = None,
+                only_member_id: int | None = None) -> list[Suggestion]:
+    """The top `limit` members for a request, best first: hard filters in SQL, then the weighted score.
+
+    only_member_id narrows the candidates to one member (is this member eligible, and how well do they fit?)."""
     now = now or utcnow()
     timebank = session.get(TimeBank, request.timebank_id)
     weights = weights or scoring.weights_for(timebank.settings)
     radius = float(timebank.match_radius_km or 10)
-    rows, family = candidate_rows(session, request, today=today, radius_km=radius)
+    rows, family = candidate_rows(session, request, today=today, radius_km=radius, only_member_id=only_member_id)
     category_names = dict(session.execute(select(Category.id, Category.name).where(Category.id.in_(family))).all())
     request_words = scoring.tokens(f"{request.title} {request.description}")
     days_waiting = (now - request.created_at).total_seconds() / 86400
@@ -269,10 +275,8 @@ def requests_member_could_help(session, membership: Membership, *, limit: int = 
     for request in list_requests(session, membership.timebank_id, status="open", limit=200, now=now):
         if request.membership_id == membership.id:
             continue
-        for suggestion in suggestions(session, request, limit=10_000, now=now):
-            if suggestion.member_id == membership.id:
-                result.append((request, suggestion))
-                break
+        for suggestion in suggestions(session, request, limit=1, now=now, only_member_id=membership.id):
+            result.append((request, suggestion))
     result.sort(key=lambda pair: -pair[1].score)
     return result[:limit]
 

@@ -105,9 +105,12 @@ def can_post_for(session, user, organisation: Organisation) -> bool:
     return session.get(OrganisationRepresentative, (organisation.id, user.id)) is not None
 
 
-def close_listing(session, listing, *, by_membership: Membership) -> None:
+def close_listing(session, listing, *, by_membership: Membership, user=None) -> None:
+    """Close an offer or request: its poster, a broker, or (for an opportunity) the organisation's representative."""
     owner = getattr(listing, "membership_id", None)
-    if owner != by_membership.id and not is_broker(by_membership):
+    representative = (user is not None and getattr(listing, "organisation_id", None) is not None
+                      and can_post_for(session, user, listing.organisation))
+    if owner != by_membership.id and not is_broker(by_membership) and not representative:
         raise NotAllowed("Only the person who posted it or a broker can close this listing.")
     if listing.status == "closed":
         raise ListingClosed("This listing is already closed.")
@@ -150,7 +153,7 @@ def propose(session, request: HelpRequest, member_id: int, *, by_user_id: int, s
                                                        BlockedPair.high_membership_id == high)):
             raise MatchBlocked("A broker has blocked this pair.")
     if score is None or reasons is None:
-        found = [s for s in queries.suggestions(session, request, limit=100_000) if s.member_id == member_id]
+        found = queries.suggestions(session, request, limit=1, only_member_id=member_id)
         if not found:
             raise MatchWrongState("This member does not meet the request's requirements.",
                                   code="member_not_eligible")
@@ -272,3 +275,14 @@ def send_plan(session, plan: MatchPlan, *, by_user_id: int) -> list[Match]:
     plan.sent_at = utcnow()
     session.flush()
     return matches
+
+
+def mark_logged(session, match: Match, *, exchange_id: int) -> Match:
+    """The last funnel step: the hours of a done match were logged as this exchange."""
+    if match.status != "done":
+        raise MatchWrongState(f"This match is {match.status}; only a done match can be logged.")
+    match.status = "logged"
+    match.exchange_id = exchange_id
+    match.logged_at = utcnow()
+    session.flush()
+    return match
