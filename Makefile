@@ -8,7 +8,7 @@ export FLASK_APP := timebank
 TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 export TEST_POSTGRES_URL
 
-.PHONY: run test test-sqlite test-postgres install install-dev postgres-up bench-ledger bench-matching bench-reports bench-load clean
+.PHONY: run test test-sqlite test-postgres install install-dev postgres-up bench-ledger bench-matching bench-reports bench-demo bench-load clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -50,9 +50,14 @@ test: test-sqlite test-postgres
 clean:
 	rm -rf $(VENV) instance/*.sqlite3*
 
-bench-matching: install-dev
-	$(BIN)/python bench/matching_bench.py
 bench-ledger: install-dev
 	$(BIN)/python bench/ledger_bench.py
+
+bench-matching: install-dev
+	$(BIN)/python bench/matching_bench.py
+
 bench-reports: install-dev
 	$(BIN)/python bench/reports_bench.py
+
+bench-demo: install-dev
+	$(BIN)/python bench/demo_bench.py S M

@@ -1,8 +1,37 @@
-"""Demo data. For now a small fixed community; the realistic generator replaces load_demo."""
+"""A realistic demo community, built through the same services the app uses.
+
+`load_demo(session, size="S", seed=1)` creates a time bank (several for XL) with
+members joining month by month, organisations of every kind, brokers, a
+commissioner and an admin, then a history of exchanges with the shape of real
+time banks: most members rarely trade, a small core trades a lot, category
+popularity is Zipf-like, individual help outnumbers group activities, and there
+are pot donations and grants, reversals, disputes, pending and auto-confirmed
+exchanges. Every transfer goes through the ledger service, so every ledger
+invariant (zero-sum transfers, floors, balances = sum of postings) holds.
+
+Deterministic for a seed: one random.Random(seed), a fixed period ending on
+END_DATE, and no clock reads in generated content.
+"""
 from __future__ import annotations
 
-from timebank.community.service import (add_membership, create_organisation, create_timebank, create_user)
+import bisect
+import datetime as dt
+import itertools
+import math
+import random
+import time
+from dataclasses import dataclass, field
 
+from sqlalchemy import select
+
+from timebank.community.auth import hash_password
+from timebank.community.models import Category, MemberSkill, Membership, Organisation, User
+from timebank.community.service import add_membership, create_organisation, create_timebank, create_user
+from timebank.exchanges import service as exchanges
+from timebank.exchanges.models import COPRODUCTION_SUBTYPES, Exchange
+from timebank.matching import service as matching
+from timebank.ledger.models import Account
+from timebank.ledger.service import ensure_system_accounts, post_transfer
 
 DEMO_PASSWORD = "demo-password-123"
 DEMO_LOGINS = [
@@ -13,19 +42,887 @@ DEMO_LOGINS = [
     ("admin@demo.timebank", "admin", "Ada Admin"),
 ]
 
+END_DATE = dt.date(2026, 10, 31)
 
-def load_demo(session, *, size: str = "S", seed: int = 1, slug: str = "riverside", echo=print):
-    timebank = create_timebank(session, slug=slug, name="Riverside Time Bank")
-    users = {}
-    for email, role, name in DEMO_LOGINS:
-        users[email] = create_user(session, email=email, display_name=name, password=DEMO_PASSWORD)
-        add_membership(session, user=users[email], timebank=timebank, role=role)
-    organisation = create_organisation(session, timebank=timebank, name="Riverside Community Centre",
-                                       kind="community_group", area="Riverside")
-    organisation.representatives.append(users["org@demo.timebank"])
-    session.flush()
-    echo(f"Loaded the demo time bank {timebank.slug}.")
-    return timebank
+
+@dataclass(frozen=True)
+class Size:
+    members: int
+    organisations: int
+    months: int
+    events: int          # individual exchanges + activities + pot movements, all banks together
+    banks: int = 1
+
+
+SIZES = {
+    "XS": Size(members=60, organisations=6, months=6, events=400),
+    "S": Size(members=300, organisations=20, months=12, events=2_900),
+    "M": Size(members=1_000, organisations=200, months=24, events=17_000),
+    "L": Size(members=5_000, organisations=500, months=36, events=95_000),
+    "XL": Size(members=100_000, organisations=3_000, months=60, events=950_000, banks=5),
+}
+
+WARDS = [  # name, postcode district, latitude, longitude (a fictional riverside town)
+    ("Riverside", "RT1", 53.8008, -1.5491), ("Old Town", "RT1", 53.7965, -1.5420),
+    ("Harbour", "RT2", 53.7912, -1.5602), ("Millfield", "RT2", 53.8101, -1.5705),
+    ("Northgate", "RT3", 53.8220, -1.5488), ("St Anne's", "RT3", 53.8175, -1.5310),
+    ("Eastbrook", "RT4", 53.8032, -1.5150), ("Ashdown", "RT4", 53.7890, -1.5205),
+    ("Southmead", "RT5", 53.7801, -1.5399), ("Kingswood", "RT5", 53.7755, -1.5620),
+    ("Westcliff", "RT6", 53.7988, -1.5850), ("Hollins", "RT6", 53.8123, -1.5960),
+    ("Parkside", "RT7", 53.8290, -1.5702), ("Beckett", "RT7", 53.8350, -1.5280),
+    ("Greenhill", "RT8", 53.7690, -1.5050), ("Canal Wharf", "RT8", 53.7930, -1.5000),
+]
+# Deprived inner wards have more members: a time bank grows where it started.
+WARD_WEIGHTS = [14, 11, 10, 9, 8, 8, 7, 6, 6, 5, 4, 4, 3, 2, 2, 1]
+
+AGE_BANDS = [("18-24", 5), ("25-34", 11), ("35-44", 14), ("45-54", 17), ("55-64", 18), ("65-74", 17),
+             ("75+", 12)]
+GENDERS = [("woman", 62), ("man", 33), ("non-binary", 2), ("prefer not to say", 3)]
+
+# Most popular first: a few categories carry most hours (Zipf-like weights).
+POPULARITY = ["Befriending", "Shopping & errands", "Gardening", "Lifts & transport", "DIY & repairs",
+              "Computer help", "Peer support", "Walking group", "Admin & office", "Meals", "Tutoring", "Events",
+              "Litter picking", "Reading", "Languages", "Cleaning", "Exercise", "Survey & feedback",
+              "Patient panel", "Moving help", "Service design workshop", "Tenant inspection", "Neighbourhood watch"]
+
+FIRST_NAMES = ["Aisha", "Ben", "Chloe", "Dev", "Ewa", "Femi", "Grace", "Hamid", "Iris", "Jack", "Kiran", "Lena",
+               "Marek", "Nadia", "Owen", "Priya", "Quinn", "Rosa", "Sam", "Tariq", "Una", "Vik", "Wen", "Yusuf",
+               "Zara", "Alan", "Brenda", "Colin", "Doreen", "Eileen", "Frank", "Gwen", "Harold", "Ivy", "Joan",
+               "Kwame", "Lucy", "Mo", "Nell", "Olga", "Pat", "Rita", "Stan", "Tess", "Viv", "Wilf"]
+SURNAMES = ["Ahmed", "Baker", "Chen", "Dawson", "Evans", "Fraser", "Gill", "Hughes", "Iqbal", "Jones", "Khan",
+            "Lewis", "Murphy", "Nowak", "O'Brien", "Patel", "Quigley", "Reid", "Smith", "Taylor", "Uddin",
+            "Varga", "Walsh", "Young", "Zielinski", "Okafor", "Mensah", "Kowalski", "Begum", "Hussain"]
+
+ORG_KINDS = [("charity", 30), ("community_group", 28), ("school", 12), ("nhs", 8), ("council", 6),
+             ("business", 10), ("other", 6)]
+ORG_NAMES = {
+    "council": ["{w} Council Housing Office", "{w} Library", "{w} Parks Team", "{w} Community Safety Hub"],
+    "nhs": ["{w} GP Practice", "{w} Health Centre", "{w} Mental Health Team", "{w} Hospital Volunteers"],
+    "school": ["{w} Primary School", "{w} Academy", "{w} Adult Learning Centre"],
+    "charity": ["{w} Food Bank", "{w} Age Friends", "{w} Carers Centre", "{w} Refugee Welcome",
+                "{w} Credit Union", "{w} Youth Trust"],
+    "community_group": ["{w} Allotment Society", "{w} Tenants' Association", "{w} Friends of the Park",
+                        "{w} Repair Café", "{w} Walking Club", "{w} Residents' Group"],
+    "business": ["{w} Bakery", "{w} Print Shop", "{w} Bike Workshop", "{w} Café"],
+    "other": ["{w} Church Hall", "{w} Mosque Community Room", "{w} Sports Club"],
+}
+ACTIVITY_TITLES = {
+    "co_delivery": ["Litter pick", "Community lunch", "Park clean-up", "Coffee morning", "Tree planting",
+                    "Digital drop-in", "Walking group", "Food bank sorting"],
+    "co_design": ["Service design workshop", "Journey mapping session", "Residents' consultation"],
+    "co_assessment": ["Tenant inspection", "Patient feedback panel", "Mystery shopping visit"],
+    "co_commissioning": ["Participatory budgeting vote", "Priorities planning day", "Grants panel"],
+}
+OFFER_TEXTS = ["I have done {what} for years and enjoy it.", "Weekday afternoons suit me best for {what}.",
+               "Happy to help with {what}; I can bring my own tools.", "I can offer {what} most weekends."]
+REMOTE_OK = {"Computer help", "Languages", "Tutoring", "Admin & office", "Survey & feedback", "Befriending"}
+OUTCOME_WEIGHTS = [("community_safety", 9), ("local_environment", 14), ("public_health", 18), ("social_care", 26),
+                   ("education", 14), ("housing", 9), ("other", 10)]
+
+
+@dataclass
+class Person:
+    membership_id: int
+    user: User
+    account_id: int | None
+    joined: dt.date
+    until: dt.date | None          # left or suspended on
+    give_weight: float
+    receive_weight: float
+    skills: list[int] = field(default_factory=list)
+    traded: bool = False
+
+
+@dataclass
+class Org:
+    organisation_id: int
+    account_id: int
+    kind: str
+    rep: User
+
+
+class _Picker:
+    """Weighted choice among the people eligible on a date (joined, not yet gone)."""
+
+    def __init__(self, rng: random.Random, people: list[Person], attr: str):
+        self.rng, self.people, self.attr = rng, people, attr
+        self._month = None
+
+    def at(self, day: dt.date):
+        self.day = day
+        key = (day.year, day.month)
+        if key != self._month:
+            self._month = key
+            eligible = [p for p in self.people if getattr(p, self.attr) > 0 and p.joined <= day
+                        and (p.until is None or p.until > day)]
+            self._eligible = eligible
+            self._cum = list(itertools.accumulate(getattr(p, self.attr) for p in eligible))
+        return self
+
+    def pick(self) -> Person | None:
+        if not self._eligible:
+            return None
+        for _ in range(10):
+            person = self._eligible[min(bisect.bisect(self._cum, self.rng.random() * self._cum[-1]),
+                                        len(self._eligible) - 1)]
+            if person.until is None or person.until > self.day:  # left or suspended since the month began
+                return person
+        return None
+
+
+class Builder:
+    def __init__(self, session, *, rng: random.Random, size: Size, slug: str, name: str, members: int,
+                 organisations: int, events: int, logins: bool, echo, progress, commit_every: int | None):
+        self.session, self.rng, self.size = session, rng, size
+        self.slug, self.name = slug, name
+        self.n_members, self.n_orgs, self.n_events = members, organisations, events
+        self.logins, self.echo, self.progress = logins, echo, progress
+        self.commit_every = commit_every
+        self.start = _add_months(END_DATE.replace(day=1), 1 - size.months)
+        self.balance: dict[int, int] = {}
+        self.floor: dict[int, int] = {}
+        self.people: list[Person] = []
+        self.orgs: list[Org] = []
+        self.stats = {"transfers": 0, "p2p": 0, "p2a": 0, "a2a": 0, "activities": 0, "collective_minutes": 0,
+                      "individual_minutes": 0, "donations": 0, "grants": 0, "reversals": 0, "disputed": 0,
+                      "pending": 0, "auto_confirmed": 0, "pending_applications": 0, "suspended": 0, "left": 0,
+                      "offers": 0, "requests": 0}
+        self._since_commit = 0
+        self._seq = itertools.count(1)
+        # Strong references keep these rows in the session's identity map: no SELECT per session.get().
+        self._keep: list = []
+        self.pending: list = []
+        self.confirmed: list = []
+        self.status_changes: list = []  # (date, membership, status): members who leave or are suspended
+
+    # --- population -------------------------------------------------------------------------------------------
+
+    def build_population(self):
+        session = self.session
+        self.timebank = create_timebank(session, slug=self.slug, name=self.name)
+        self.timebank_id = self.timebank.id
+        self.floor_minutes = self.timebank.default_floor_minutes
+        self.ceiling_minutes = self.timebank.default_ceiling_minutes
+        self.auto_confirm_days = self.timebank.auto_confirm_days
+        self.system = {code: account.id for code, account in ensure_system_accounts(session, self.timebank_id).items()}
+        for account_id in self.system.values():
+            self._track(account_id, session.get(Account, account_id).floor_minutes)
+        self.staff = {}
+        # Categories: only leaves carry skills; popularity by a fixed order with Zipf weights.
+        leaves = session.scalars(select(Category).where(Category.timebank_id == self.timebank.id,
+                                                        Category.parent_id.is_not(None))).all()
+        by_name = {c.name: c for c in leaves}
+        ordered = [by_name[n] for n in POPULARITY if n in by_name] + [c for c in leaves if c.name not in POPULARITY]
+        self.categories = ordered
+        self.category_names = {c.id: c.name for c in ordered}
+        self.category_cum = list(itertools.accumulate(1 / (i + 1) ** 1.15 for i in range(len(ordered))))
+        self.category_defaults = {c.id: (c.default_coproduction_type, c.default_outcome_area) for c in ordered}
+
+        if self.logins:
+            password_hash = None
+            for email, role, display_name in DEMO_LOGINS:
+                user = session.scalar(select(User).where(User.email == email))
+                if user is None:
+                    # One hash shared by the demo logins: argon2 is slow on purpose.
+                    user = create_user(session, email=email, display_name=display_name)
+                    user.password_hash = password_hash = password_hash or hash_password(DEMO_PASSWORD)
+                self.staff[email] = user
+                if email == "org@demo.timebank":
+                    continue  # joins below as an organisation's representative
+                membership = add_membership(session, user=user, timebank=self.timebank, role=role,
+                                            joined_on=self.start, **self._profile(role="staff"))
+                self._keep.append(membership)
+                if email == "member@demo.timebank":
+                    self.people.append(Person(membership.id, user, membership.account_id, self.start, None,
+                                              give_weight=6.0, receive_weight=4.0,
+                                              skills=self._skills(membership.id, 3)))
+                    self._track(membership.account_id, self.floor_minutes)
+        else:
+            for role in ("broker", "commissioner"):
+                user = create_user(session, email=f"{role}@{self.slug}.demo.timebank",
+                                   display_name=f"{self.name} {role}")
+                add_membership(session, user=user, timebank=self.timebank, role=role, joined_on=self.start)
+                self.staff[role] = user
+        broker_key = "broker@demo.timebank" if self.logins else "broker"
+        self.broker = self.staff[broker_key]
+        # A second broker joins for bigger banks.
+        if self.n_members >= 500:
+            user = create_user(session, email=f"broker2@{self.slug}.demo.timebank", display_name="Bo Broker")
+            add_membership(session, user=user, timebank=self.timebank, role="broker", joined_on=self.start)
+
+        self._members()
+        self._organisations()
+        session.flush()
+        self._keep.extend(session.scalars(select(Account).where(Account.timebank_id == self.timebank_id)).all())
+
+    def _profile(self, role="member") -> dict:
+        rng = self.rng
+        ward, district, lat, lon = rng.choices(WARDS, weights=WARD_WEIGHTS)[0]
+        profile = dict(ward=ward, postcode_district=district,
+                       latitude=round(lat + rng.gauss(0, 0.004), 5), longitude=round(lon + rng.gauss(0, 0.006), 5),
+                       availability=self._availability())
+        if rng.random() < 0.82:  # the rest decline to share demographics
+            profile.update(demographics_consent=True, age_band=_weighted(rng, AGE_BANDS),
+                           gender=_weighted(rng, GENDERS), disability=rng.random() < 0.18)
+        return profile
+
+    def _availability(self) -> int:
+        rng = self.rng
+        bits = 0
+        pattern = rng.random()
+        for day in range(7):
+            for part in range(3):
+                weekday = day < 5
+                p = (0.45 if weekday and part < 2 else 0.15) if pattern < 0.5 else \
+                    (0.1 if weekday and part < 2 else 0.5) if pattern < 0.85 else 0.3
+                if rng.random() < p:
+                    bits |= 1 << (day * 3 + part)
+        return bits
+
+    def _skills(self, membership_id: int, n: int) -> list[int]:
+        chosen = []
+        for _ in range(n):
+            category = self._category()
+            if category not in chosen:
+                chosen.append(category)
+        for category_id in chosen:
+            self.session.add(MemberSkill(membership_id=membership_id, category_id=category_id))
+        return chosen
+
+    def _category(self) -> int:
+        index = bisect.bisect(self.category_cum, self.rng.random() * self.category_cum[-1])
+        return self.categories[min(index, len(self.categories) - 1)].id
+
+    def _members(self):
+        rng, session = self.rng, self.session
+        days = (END_DATE - self.start).days
+        bar = self._bar(self.n_members, f"{self.slug}: members")
+        for i in range(self.n_members):
+            # A third are founding members; the rest join month by month, faster as the bank grows.
+            if rng.random() < 0.3:
+                joined = self.start + dt.timedelta(days=rng.randrange(0, 31))
+            else:
+                joined = self.start + dt.timedelta(days=int(days * math.sqrt(rng.random())))
+            joined = min(joined, END_DATE)
+            first, last = rng.choice(FIRST_NAMES), rng.choice(SURNAMES)
+            email = f"{first.lower()}.{last.lower().replace(chr(39), '')}.{i + 1}@{self.slug}.example.org"
+            user = create_user(session, email=email, display_name=f"{first} {last}")
+            profile = self._profile()
+            fate = rng.random()
+            status, until = "active", None
+            if (END_DATE - joined).days < 45 and fate < 0.25:
+                status = "pending"
+                profile.update(references_received=rng.choice([0, 1, 1, 2]))
+            elif fate < 0.005:
+                status = "declined"
+                profile["decline_reason"] = "References not received."
+            if status == "active":
+                profile.update(self._safety(joined))
+                profile["induction_date"] = joined
+            membership = add_membership(session, user=user, timebank=self.timebank, role="member", status=status,
+                                        joined_on=joined, **profile)
+            self._keep.append(membership)
+            bar.update(1)
+            if status != "active":
+                self.stats["pending_applications"] += status == "pending"
+                continue
+            later = rng.random()
+            if later < 0.07 and (END_DATE - joined).days > 60:
+                until = joined + dt.timedelta(days=rng.randrange(30, (END_DATE - joined).days))
+                self.status_changes.append((until, membership, "left", None))
+                self.stats["left"] += 1
+            elif later < 0.09 and (END_DATE - joined).days > 60:
+                until = joined + dt.timedelta(days=rng.randrange(30, (END_DATE - joined).days))
+                self.status_changes.append((until, membership, "suspended",
+                                            "Suspended by a broker pending a review."))
+                self.stats["suspended"] += 1
+            # Heavy-tailed activity: over half never trade, a small core trades a great deal.
+            if rng.random() < 0.52:
+                give = 0.0
+            else:
+                give = rng.paretovariate(1.25)
+            older = profile.get("age_band") in ("75+", "65-74")
+            receive = 0.0 if give == 0 and rng.random() < 0.85 else \
+                (give or 0.3) * rng.lognormvariate(0, 0.6) * (2.5 if older else 1.0)
+            person = Person(membership.id, user, membership.account_id, joined, until, give, receive,
+                            skills=self._skills(membership.id, rng.choice([1, 1, 2, 2, 3, 4])))
+            self.people.append(person)
+            self._track(membership.account_id, self.floor_minutes)
+        bar.finish()
+
+    def _safety(self, joined: dt.date) -> dict:
+        rng = self.rng
+        level = _weighted(rng, [("none", 30), ("basic", 40), ("standard", 20), ("enhanced", 10)])
+        if level == "none":
+            return {"safety_check_level": "none", "references_received": rng.choice([1, 2, 2])}
+        # Checks last three years; some fall due within the next month.
+        checked = joined - dt.timedelta(days=rng.randrange(0, 300))
+        expires = checked + dt.timedelta(days=3 * 365)
+        if rng.random() < 0.12:
+            expires = END_DATE + dt.timedelta(days=rng.randrange(1, 30))
+        return {"safety_check_level": level, "safety_check_date": checked, "safety_check_expires": expires,
+                "references_received": 2}
+
+    def _organisations(self):
+        rng, session = self.rng, self.session
+        names = set()
+        bar = self._bar(self.n_orgs, f"{self.slug}: organisations")
+        for i in range(self.n_orgs):
+            kind = "council" if i == 0 else _weighted(rng, ORG_KINDS)
+            ward = rng.choices(WARDS, weights=WARD_WEIGHTS)[0][0]
+            name = rng.choice(ORG_NAMES[kind]).format(w=ward)
+            while name in names:
+                name = f"{name} ({len(names)})"
+            names.add(name)
+            organisation = create_organisation(session, timebank=self.timebank, name=name, kind=kind, area=ward)
+            self._keep.append(organisation)
+            if i == 0 and self.logins:
+                rep = self.staff["org@demo.timebank"]
+            else:
+                rep = create_user(session, email=f"rep{i + 1}@{self.slug}.example.org",
+                                  display_name=f"{rng.choice(FIRST_NAMES)} {rng.choice(SURNAMES)}")
+            self._keep.append(add_membership(session, user=rep, timebank=self.timebank, role="member",
+                                             joined_on=self.start, **self._profile()))
+            organisation.representatives.append(rep)
+            self._track(organisation.account_id, self.session.get(Account, organisation.account_id).floor_minutes)
+            org = Org(organisation.id, organisation.account_id, kind, rep)
+            self.orgs.append(org)
+            # Commissioned hours: councils and the NHS fund more volunteering than a café does.
+            opening = {"council": 300, "nhs": 200, "school": 80, "charity": 120}.get(kind, 40) * 60
+            self._commission(org, opening, self.start, f"Opening hours for {name}")
+            bar.update(1)
+        self.org_cum = list(itertools.accumulate(
+            {"council": 5, "nhs": 4, "charity": 3, "school": 2, "community_group": 2}.get(o.kind, 1) *
+            rng.paretovariate(1.5) for o in self.orgs))
+        bar.finish()
+
+    # --- history ----------------------------------------------------------------------------------------------
+
+    def build_history(self):
+        rng = self.rng
+        months = [_add_months(self.start, k) for k in range(self.size.months)]
+        # Activity follows membership: more events in later months as the bank grows.
+        live = [sum(1 for p in self.people if p.joined <= _month_end(m) and p.give_weight > 0) or 1
+                for m in months]
+        total = sum(live)
+        self.givers = _Picker(rng, self.people, "give_weight")
+        self.receivers = _Picker(rng, self.people, "receive_weight")
+        changes = sorted(self.status_changes, key=lambda c: (c[0], c[1].id))
+        bar = self._bar(self.n_events, f"{self.slug}: exchanges")
+        previous = None
+        for month, count in zip(months, live):
+            n = round(self.n_events * count / total)
+            last_day = min(_month_end(month), END_DATE)
+            days = sorted(month + dt.timedelta(days=rng.randrange(0, (last_day - month).days + 1))
+                          for _ in range(n))
+            for day in days:
+                if day != previous:
+                    while changes and changes[0][0] <= day:
+                        _, membership, status, note = changes.pop(0)
+                        membership.status = status
+                        membership.risk_note = note
+                    self._run_auto_confirm(day)
+                    previous = day
+                self.givers.at(day)
+                self.receivers.at(day)
+                self._event(day)
+                bar.update(1)
+                self._maybe_commit()
+        bar.finish()
+        for _, membership, status, note in changes:
+            membership.status, membership.risk_note = status, note
+        self._run_auto_confirm(END_DATE)
+        self.build_listings()
+
+    def build_listings(self):
+        """Open offers and requests of members still active at the end, and organisations' opportunities."""
+        rng, session = self.rng, self.session
+        for person in self.people:
+            if person.until is not None:
+                continue
+            membership = session.get(Membership, person.membership_id)
+            if person.give_weight > 0 and rng.random() < 0.6:
+                for category in person.skills[:rng.choice([1, 1, 2])]:
+                    name = self.category_names[category]
+                    matching.create_offer(session, membership=membership, title=f"{name} – happy to help",
+                                          category_id=category, description=rng.choice(OFFER_TEXTS).format(
+                                              what=name.lower()), remote=name in REMOTE_OK)
+                    self.stats["offers"] += 1
+            if person.receive_weight > 0 and rng.random() < 0.25:
+                category = self._category()
+                name = self.category_names[category]
+                matching.create_request(session, user=person.user, timebank=self.timebank, membership=membership,
+                                        title=f"Looking for help: {name.lower()}", category_id=category,
+                                        urgency=_weighted(rng, [("low", 2), ("normal", 6), ("high", 2)]),
+                                        estimated_minutes=rng.choice([60, 60, 90, 120, 180]),
+                                        remote=name in REMOTE_OK)
+                self.stats["requests"] += 1
+        for org in self.orgs:
+            if rng.random() < 0.5:
+                category = self._category()
+                kind = _weighted(rng, [("co_delivery", 60), ("co_design", 20), ("co_assessment", 20)])
+                matching.create_request(
+                    session, user=org.rep, timebank=self.timebank,
+                    organisation=session.get(Organisation, org.organisation_id),
+                    title=rng.choice(ACTIVITY_TITLES[kind]) + " volunteers", category_id=category,
+                    volunteers_needed=rng.randrange(2, 12), estimated_minutes=rng.choice([120, 180, 240]),
+                    safety_check_level=rng.choice(["none", "none", "basic", "standard"]),
+                    starts_on=END_DATE + dt.timedelta(days=rng.randrange(7, 60)))
+                self.stats["requests"] += 1
+
+    def _event(self, day: dt.date):
+        r = self.rng.random()
+        if r < 0.60:
+            self._p2p(day)
+        elif r < 0.78:
+            self._p2a(day)
+        elif r < 0.84:
+            self._a2p(day)
+        elif r < 0.86:
+            self._a2a(day)
+        elif r < 0.905:
+            self._activity(day)
+        elif r < 0.955:
+            self._donation(day)
+        elif r < 0.985:
+            self._grant(day)
+        else:
+            self._reversal(day)
+
+    def _minutes(self, mean_hours=2.0) -> int:
+        # Mostly whole or half hours, a long tail of longer sessions.
+        hours = min(self.rng.lognormvariate(math.log(mean_hours), 0.55), 8)
+        return max(30, int(round(hours * 2)) * 30)
+
+    def _tags(self, category_id: int, context: str) -> dict:
+        rng = self.rng
+        default_type, default_area = self.category_defaults[category_id]
+        if context == "p2p":
+            kind = _weighted(rng, [("co_delivery", 90), ("co_assessment", 4), ("co_design", 6)])
+        else:
+            kind = _weighted(rng, [("co_delivery", 55), ("co_design", 20), ("co_assessment", 15),
+                                   ("co_commissioning", 10)])
+        if default_type and default_type != "co_delivery" and rng.random() < 0.7:
+            kind = default_type
+        subtype = rng.choice(COPRODUCTION_SUBTYPES[kind]) if kind != "co_delivery" else \
+            ("co_performing" if rng.random() < 0.85 else "co_managing")
+        area = default_area if rng.random() < 0.7 and default_area else _weighted(rng, OUTCOME_WEIGHTS)
+        return dict(category_id=category_id, coproduction_type=kind, coproduction_subtype=subtype,
+                    outcome_area=area, substitutive=rng.random() < 0.3)
+
+    def _fate(self, day: dt.date) -> str:
+        """What becomes of a member-to-member exchange logged on `day`."""
+        rng = self.rng
+        if (END_DATE - day).days < self.auto_confirm_days and rng.random() < 0.6:
+            return "pending"  # still waiting for the other side
+        r = rng.random()
+        if r < 0.03:
+            return "disputed"
+        if r < 0.11:
+            return "auto_confirmed"  # the other side never answered: auto-confirm posts it
+        return "confirmed"
+
+    def _stamp(self, exchange: Exchange, day: dt.date, confirmed_after: int | None = None):
+        # The service stamps the wall clock; the demo's story happens on its own fixed calendar.
+        exchange.created_at = _at(day, 18)
+        if confirmed_after is not None:
+            exchange.confirmed_at = _at(day + dt.timedelta(days=confirmed_after), 9)
+
+    def _p2p(self, day):
+        rng = self.rng
+        provider = self.givers.pick()
+        if provider is None:
+            return
+        for _ in range(6):
+            recipient = self.receivers.pick()
+            minutes = self._minutes()
+            if recipient is not None and recipient is not provider and self._room(recipient.account_id, minutes):
+                break
+        else:
+            return
+        category = rng.choice(provider.skills) if provider.skills and rng.random() < 0.8 else self._category()
+        tags = self._tags(category, "p2p")
+        fields = dict(provider_id=provider.membership_id, recipient_id=recipient.membership_id, minutes=minutes,
+                      happened_on=day, description=self._describe(category), category_id=category, tags=tags,
+                      today=day)
+        provider.traded = recipient.traded = True
+        if rng.random() < 0.3:
+            # Many members never use a computer: a broker records the exchange for them; it posts at once.
+            exchange = exchanges.record_exchange(self.session, user=self.broker, **fields)
+            self._paid(recipient.account_id, provider.account_id, minutes)
+            self._stamp(exchange, day, 0)
+            self._confirmed(exchange, recipient.account_id, provider.account_id, (recipient, provider))
+            self.stats["p2p"] += 1
+            self.stats["individual_minutes"] += minutes
+            return
+        exchange = exchanges.log_exchange(self.session, user=provider.user, **fields)
+        self._stamp(exchange, day)
+        fate = self._fate(day)
+        if fate == "confirmed":
+            exchanges.confirm_exchange(self.session, exchange.id, user=recipient.user)
+            self._paid(recipient.account_id, provider.account_id, minutes)
+            self._stamp(exchange, day, rng.randrange(0, 4))
+            self._confirmed(exchange, recipient.account_id, provider.account_id, (recipient, provider))
+        elif fate == "disputed":
+            exchanges.dispute_exchange(self.session, exchange.id, user=recipient.user, reason=rng.choice(
+                ["The time recorded is too long.", "This exchange did not happen.", "Logged twice by mistake."]))
+            self.stats["disputed"] += 1
+            if (END_DATE - day).days > 30 and rng.random() < 0.7:
+                # Brokers settle most disputes within a few weeks.
+                action = rng.choice(["cancel", "cancel", "confirm"])
+                if action == "confirm" and not self._room(recipient.account_id, minutes):
+                    action = "cancel"
+                exchanges.resolve_dispute(self.session, exchange.id, user=self.broker, action=action,
+                                          reason="Talked to both members.", today=day + dt.timedelta(days=10))
+                if action == "confirm":
+                    self._paid(recipient.account_id, provider.account_id, minutes)
+                    self._stamp(exchange, day, 10)
+            return
+        else:
+            # Pending: hours are promised, so the demo keeps the payer's headroom for them.
+            # Only the payer side: the provider is credited once it posts.
+            self.balance[recipient.account_id] -= minutes
+            self.pending.append((exchange, day, fate, provider.account_id))
+            if fate == "pending":
+                self.stats["pending"] += 1
+                return
+        self.stats["p2p"] += 1
+        self.stats["individual_minutes"] += minutes
+
+    def _run_auto_confirm(self, today: dt.date):
+        """The nightly auto-confirm, run by the service as the real scheduler would."""
+        due = [(e, payee) for e, day, fate, payee in self.pending if fate == "auto_confirmed"
+               and day + dt.timedelta(days=self.auto_confirm_days) <= today]
+        if not due:
+            return
+        confirmed = set(exchanges.auto_confirm(self.session, today=today))
+        for exchange, payee in due:
+            if exchange.id in confirmed:
+                self.balance[payee] += exchange.minutes
+                self._stamp(exchange, exchange.happened_on, self.auto_confirm_days)
+                self.stats["auto_confirmed"] += 1
+        self.pending = [item for item in self.pending if item[0].id not in confirmed]
+
+    def _org(self) -> Org:
+        index = bisect.bisect(self.org_cum, self.rng.random() * self.org_cum[-1])
+        return self.orgs[min(index, len(self.orgs) - 1)]
+
+    def _p2a(self, day):
+        """A member helps an organisation's mission; its representative credits them (posts at once)."""
+        provider = self.givers.pick()
+        if provider is None:
+            return
+        org = self._org()
+        minutes = self._minutes(2.5)
+        self._fund(org, minutes, day)
+        category = self._category()
+        exchange = exchanges.credit_volunteer(
+            self.session, user=org.rep, organisation_id=org.organisation_id, membership_id=provider.membership_id,
+            minutes=minutes, happened_on=day, description=self._describe(category), category_id=category,
+            tags=self._tags(category, "p2a"), today=day)
+        self._paid(org.account_id, provider.account_id, minutes)
+        self._stamp(exchange, day, 0)
+        self._confirmed(exchange, org.account_id, provider.account_id, (provider,))
+        provider.traded = True
+        self.stats["p2a"] += 1
+        self.stats["individual_minutes"] += minutes
+
+    def _a2p(self, day):
+        """A member spends hours with an organisation: a course place, a room, a swim."""
+        recipient = None
+        for _ in range(6):
+            candidate = self.givers.pick()  # those who earned hours are those who spend them at organisations
+            minutes = self._minutes(1.5)
+            if candidate is not None and self._room(candidate.account_id, minutes):
+                recipient = candidate
+                break
+        if recipient is None:
+            return
+        org = self._org()
+        category = self._category()
+        exchange = exchanges.spend_with_organisation(
+            self.session, user=recipient.user, membership_id=recipient.membership_id,
+            organisation_id=org.organisation_id, minutes=minutes, happened_on=day,
+            description=f"Place at {self._describe(category).lower()}", category_id=category,
+            tags=self._tags(category, "p2a"), today=day)
+        self._paid(recipient.account_id, org.account_id, minutes)
+        self._stamp(exchange, day, 0)
+        self._confirmed(exchange, recipient.account_id, org.account_id, (recipient,))
+        recipient.traded = True
+        self.stats["p2a"] += 1
+        self.stats["individual_minutes"] += minutes
+
+    def _a2a(self, day):
+        """Organisations trade spare capacity: a minibus, a room, help writing a bid."""
+        provider, recipient = self._org(), self._org()
+        if provider is recipient:
+            return
+        minutes = self._minutes(3.0)
+        self._fund(recipient, minutes, day)
+        what = self.rng.choice(["Minibus loan", "Meeting room", "Help writing a funding bid", "Printing",
+                                "Shared stall at the summer fair"])
+        category = self._category()
+        exchange = exchanges.organisation_exchange(
+            self.session, user=recipient.rep, provider_organisation_id=provider.organisation_id,
+            recipient_organisation_id=recipient.organisation_id, minutes=minutes, happened_on=day, description=what,
+            category_id=category, tags=self._tags(category, "a2a"), today=day)
+        self._paid(recipient.account_id, provider.account_id, minutes)
+        self._stamp(exchange, day, 0)
+        self._confirmed(exchange, recipient.account_id, provider.account_id, (recipient, provider))
+        self.stats["a2a"] += 1
+        self.stats["individual_minutes"] += minutes
+
+    def _activity(self, day):
+        """Collective co-production: an organisation credits everyone who took part, in one transfer."""
+        rng = self.rng
+        org = self._org()
+        # 5 to 60 people, most events small.
+        size = min(60, 5 + int(rng.paretovariate(1.2) * 4) - 4)
+        participants = {}
+        for _ in range(size * 2):
+            person = self.givers.pick() if rng.random() < 0.7 else self.receivers.pick()
+            if person is not None:
+                participants[person.membership_id] = person
+            if len(participants) >= size:
+                break
+        if len(participants) < 5:
+            return
+        duration = self._minutes(2.0)
+        legs = [(p, duration if rng.random() < 0.85 else max(30, duration - 30)) for p in participants.values()]
+        total = sum(m for _, m in legs)
+        self._fund(org, total, day)
+        kind = _weighted(rng, [("co_delivery", 50), ("co_design", 20), ("co_assessment", 15),
+                               ("co_commissioning", 15)])
+        title = rng.choice(ACTIVITY_TITLES[kind])
+        category = self._category()
+        tags = self._tags(category, "group")
+        tags.update(coproduction_type=kind, coproduction_subtype=rng.choice(COPRODUCTION_SUBTYPES[kind]))
+        activity = exchanges.record_group_activity(
+            self.session, user=org.rep, organisation_id=org.organisation_id, title=title, happened_on=day,
+            participants=[(p.membership_id, m) for p, m in legs], category_id=category, tags=tags,
+            people_reached=len(legs) * rng.randrange(2, 20), today=day)
+        activity.created_at = _at(day, 20)
+        self.balance[org.account_id] -= total
+        for person, minutes in legs:
+            person.traded = True
+            self.balance[person.account_id] += minutes
+        self.stats["activities"] += 1
+        self.stats["transfers"] += 1
+        self.stats["collective_minutes"] += total
+
+    def _donation(self, day):
+        best = None
+        for _ in range(8):
+            person = self.givers.pick()
+            if person is not None and (best is None or self.balance[person.account_id] >
+                                       self.balance[best.account_id]):
+                best = person
+        if best is None or self.balance[best.account_id] < 600:
+            return
+        minutes = self.rng.choice([60, 60, 120, 180, 300])
+        exchanges.donate_to_pot(self.session, user=best.user, timebank_id=self.timebank_id, minutes=minutes,
+                                note="Donation to the community pot", today=day)
+        self._paid(best.account_id, self.system["pot"], minutes)
+        self.stats["donations"] += 1
+        self.stats["transfers"] += 1
+
+    def _grant(self, day):
+        pot = self.system["pot"]
+        worst = None
+        for _ in range(8):
+            person = self.receivers.pick()
+            if person is not None and (worst is None or self.balance[person.account_id] <
+                                       self.balance[worst.account_id]):
+                worst = person
+        minutes = self.rng.choice([60, 120, 180, 240])
+        if worst is None or self.balance[pot] < minutes or \
+                self.balance[worst.account_id] + minutes > self._ceiling(worst.account_id):
+            return
+        exchanges.grant_from_pot(self.session, user=self.broker, membership_id=worst.membership_id,
+                                 minutes=minutes, reason="Member cannot reciprocate at present", today=day)
+        self._paid(pot, worst.account_id, minutes)
+        worst.traded = True
+        self.stats["grants"] += 1
+        self.stats["transfers"] += 1
+
+    def _reversal(self, day):
+        """A broker corrects a mistake: the transfer is mirrored (never edited) and, often, re-recorded."""
+        rng = self.rng
+        for _ in range(4):
+            if not self.confirmed:
+                return
+            index = rng.randrange(len(self.confirmed))
+            exchange, payer, payee, people = self.confirmed[index]
+            if self._room(payee, exchange.minutes) and all(p.until is None or p.until > day for p in people):
+                break
+        else:
+            return
+        self.confirmed.pop(index)
+        reason = rng.choice(["Logged against the wrong date.", "Hours entered twice.",
+                             "Recorded in hours instead of minutes."])
+        replacement = None
+        if reason != "Hours entered twice." and exchange.minutes > 30 and self._room(payer, 30):
+            replacement = {"minutes": exchange.minutes - 30}
+        _, new = exchanges.correct_exchange(self.session, exchange.id, user=self.broker, reason=reason,
+                                            replacement=replacement, today=day)
+        self._paid(payee, payer, exchange.minutes)
+        self.stats["reversals"] += 1
+        self.stats["transfers"] += 1
+        self.stats["individual_minutes"] -= exchange.minutes
+        if new is not None:
+            self._paid(payer, payee, new.minutes)
+            self._stamp(new, day, 0)
+            self.stats["transfers"] += 1
+            self.stats["individual_minutes"] += new.minutes
+
+    # --- ledger -----------------------------------------------------------------------------------------------
+
+    def _track(self, account_id: int, floor: int | None):
+        self.balance[account_id] = 0
+        self.floor[account_id] = floor
+
+    def _room(self, account_id: int, minutes: int) -> bool:
+        floor = self.floor[account_id]
+        return floor is None or self.balance[account_id] - minutes >= floor
+
+    def _ceiling(self, account_id: int) -> float:
+        ceiling = self.ceiling_minutes
+        return math.inf if ceiling is None else ceiling
+
+    def _paid(self, payer: int, payee: int, minutes: int):
+        self.balance[payer] -= minutes
+        self.balance[payee] += minutes
+
+    def _confirmed(self, exchange: Exchange, payer: int, payee: int, people=()):
+        self.stats["transfers"] += 1
+        self._since_commit += 1
+        if exchange.kind != "a2a":
+            self.confirmed.append((exchange, payer, payee, people))
+            del self.confirmed[:-300]  # reversals correct recent mistakes
+
+    def _fund(self, org: Org, minutes: int, day: dt.date):
+        """Commissioners top up an organisation before it runs out of hours to give."""
+        if not self._room(org.account_id, minutes + 600):
+            self._commission(org, max(minutes, 100 * 60), day, "Commissioned hours top-up")
+
+    def _commission(self, org: Org, minutes: int, day: dt.date, memo: str):
+        """Hours a commissioner funds an organisation with: issued by the ledger, not an exchange."""
+        post_transfer(self.session, timebank_id=self.timebank_id, kind="opening" if "Opening" in memo else
+                      "adjustment", postings=[(self.system["issuance"], -minutes), (org.account_id, minutes)],
+                      effective_date=day, memo=memo, recorded_by_user_id=self.broker.id,
+                      idempotency_key=f"demo-commission-{self.slug}-{next(self._seq)}",
+                      metadata={"organisation_id": org.organisation_id})
+        self._paid(self.system["issuance"], org.account_id, minutes)
+        self.stats["transfers"] += 1
+
+    def _maybe_commit(self):
+        # The bulk path for L and XL: same services, committed every N transfers to bound memory.
+        if self.commit_every and self._since_commit >= self.commit_every:
+            self.session.commit()
+            self._since_commit = 0
+
+    # --- helpers ----------------------------------------------------------------------------------------------
+
+    def _describe(self, category_id: int) -> str:
+        return self.category_names[category_id]
+
+    def _bar(self, length, label):
+        if self.progress:
+            import click
+
+            bar = click.progressbar(length=length, label=label, file=None)
+            bar.__enter__()
+            return _Bar(bar)
+        return _Bar(None)
+
+
+class _Bar:
+    def __init__(self, bar):
+        self.bar = bar
+
+    def update(self, n):
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def finish(self):
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
+
+def _weighted(rng: random.Random, pairs) -> str:
+    return rng.choices([p[0] for p in pairs], weights=[p[1] for p in pairs])[0]
+
+
+def _add_months(day: dt.date, months: int) -> dt.date:
+    month = day.month - 1 + months
+    year = day.year + month // 12
+    month = month % 12 + 1
+    return dt.date(year, month, min(day.day, 28))
+
+
+def _month_end(day: dt.date) -> dt.date:
+    return _add_months(day.replace(day=1), 1) - dt.timedelta(days=1)
+
+
+def _at(day: dt.date, hour: int) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(hour))
+
+
+def load_demo(session, *, size: str = "S", seed: int = 1, slug: str = "riverside", echo=print,
+              progress: bool = False, commit_every: int | None = None):
+    """Build the demo community; flushes (and commits only every `commit_every` transfers when asked).
+
+    Returns a summary dict. The first (or only) time bank is `slug`; XL adds `slug-2`, `slug-3`...
+    """
+    spec = SIZES[size.upper()]
+    rng = random.Random(seed)
+    started = time.perf_counter()
+    summaries = []
+    for bank in range(spec.banks):
+        # Banks of very different sizes, as in a real network.
+        share = [0.4, 0.25, 0.15, 0.12, 0.08][bank] if spec.banks > 1 else 1.0
+        bank_slug = slug if bank == 0 else f"{slug}-{bank + 1}"
+        name = "Riverside Time Bank" if bank == 0 else f"Time Bank {bank + 1}"
+        builder = Builder(session, rng=rng, size=spec, slug=bank_slug, name=name,
+                          members=max(10, int(spec.members * share)),
+                          organisations=max(3, int(spec.organisations * share)),
+                          events=int(spec.events * share), logins=bank == 0, echo=echo, progress=progress,
+                          commit_every=commit_every)
+        builder.build_population()
+        builder.build_history()
+        session.flush()
+        summaries.append(builder)
+    summary = _summary(summaries, time.perf_counter() - started)
+    for line in summary["lines"]:
+        echo(line)
+    return summary
+
+
+def _summary(builders, seconds) -> dict:
+    totals: dict[str, int] = {}
+    for b in builders:
+        for key, value in b.stats.items():
+            totals[key] = totals.get(key, 0) + value
+    members = sum(len(b.people) for b in builders)
+    traded = sum(1 for b in builders for p in b.people if p.traded)
+    orgs = sum(len(b.orgs) for b in builders)
+    hours = (totals["individual_minutes"] + totals["collective_minutes"]) / 60
+    lines = [
+        f"Demo community: {', '.join(b.slug for b in builders)} ({seconds:.1f} s)",
+        f"  members with accounts {members:,} ({members - traded:,} never traded), "
+        f"pending applications {totals['pending_applications']:,}, left {totals['left']:,}, "
+        f"suspended {totals['suspended']:,}",
+        f"  organisations {orgs:,}; transfers {totals['transfers']:,}; hours exchanged {hours:,.0f} "
+        f"(collective {totals['collective_minutes'] / 60:,.0f})",
+        f"  exchanges p2p {totals['p2p']:,}, p2a {totals['p2a']:,}, a2a {totals['a2a']:,}; "
+        f"group activities {totals['activities']:,}",
+        f"  pot donations {totals['donations']:,}, grants {totals['grants']:,}; reversals {totals['reversals']:,}; "
+        f"disputed {totals['disputed']:,}; pending {totals['pending']:,}; auto-confirmed "
+        f"{totals['auto_confirmed']:,}",
+        f"  open offers {totals['offers']:,}, open requests and opportunities {totals['requests']:,}",
+    ]
+    return {"timebanks": [b.slug for b in builders], "seconds": seconds, "members": members,
+            "never_traded": members - traded, "organisations": orgs, "hours": hours, "lines": lines, **totals}
 
 
 def print_logins(echo=print):

@@ -1,0 +1,44 @@
+"""Time `seed demo` at the given sizes on a fresh SQLite database each, then run ledger verify.
+
+    .venv/bin/python bench/demo_bench.py S M        (sizes: XS S M L XL)
+    DATABASE_URL=postgresql+psycopg://... .venv/bin/python bench/demo_bench.py L   (an empty PostgreSQL database)
+
+Prints wall-clock and CPU seconds; CPU is the fairer figure on a shared machine.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+
+
+GIVEN_URL = os.environ.get("DATABASE_URL")
+
+
+def run(size: str) -> None:
+    url = GIVEN_URL or f"sqlite:///{tempfile.mkdtemp()}/demo-{size}.sqlite3"
+    os.environ["DATABASE_URL"] = url
+    from flask_migrate import upgrade
+
+    from timebank import create_app, demo
+    from timebank.extensions import db
+    from timebank.ledger.verify import verify_ledger
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url})
+    with app.app_context():
+        upgrade()
+        wall, cpu = time.perf_counter(), time.process_time()
+        summary = demo.load_demo(db.session, size=size, seed=1, echo=lambda *_: None,
+                                 commit_every=20_000 if size in ("L", "XL") else None)
+        db.session.commit()
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        report = verify_ledger(db.session)
+        print(f"{size}: {wall:.1f} s wall, {cpu:.1f} s CPU; {summary['members']:,} members, "
+              f"{summary['organisations']:,} organisations, {summary['transfers']:,} transfers, "
+              f"{summary['hours']:,.0f} hours; {report.summary()}", flush=True)
+
+
+if __name__ == "__main__":
+    for size in sys.argv[1:] or ["S"]:
+        run(size.upper())

@@ -1,0 +1,153 @@
+"""The demo community: ledger invariants, determinism and the shape of a real time bank."""
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+
+import pytest
+from sqlalchemy import func, select
+
+from timebank import demo
+from timebank.community.models import Membership, Organisation, OrganisationRepresentative, TimeBank
+from timebank.exchanges.models import Exchange, GroupActivity
+from timebank.ledger.models import Account, Posting, Transfer
+from timebank.ledger.verify import verify_ledger
+
+
+def _quiet(*_args, **_kw):
+    pass
+
+
+def _load(session, slug, seed=7, size="XS"):
+    demo.load_demo(session, size=size, seed=seed, slug=slug, echo=_quiet)
+    session.flush()
+    return session.scalar(select(TimeBank).where(TimeBank.slug == slug))
+
+
+def assert_ledger_holds(session, timebank_id):
+    """What `ledger verify` checks: balances = sum of postings, zero-sum transfers, floors respected."""
+    sums = dict(session.execute(
+        select(Posting.account_id, func.sum(Posting.minutes)).join(Account, Account.id == Posting.account_id)
+        .where(Account.timebank_id == timebank_id).group_by(Posting.account_id)).all())
+    accounts = session.scalars(select(Account).where(Account.timebank_id == timebank_id)).all()
+    for account in accounts:
+        assert account.balance_minutes == sums.get(account.id, 0), account.name
+        if account.floor_minutes is not None:
+            assert account.balance_minutes >= account.floor_minutes, account.name
+    unbalanced = session.execute(
+        select(Transfer.id, func.sum(Posting.minutes)).join(Posting, Posting.transfer_id == Transfer.id)
+        .where(Transfer.timebank_id == timebank_id).group_by(Transfer.id)
+        .having(func.sum(Posting.minutes) != 0)).all()
+    assert unbalanced == []
+    # Every confirmed exchange is backed by a transfer of the same time bank.
+    orphans = session.scalar(select(func.count()).select_from(Exchange).where(
+        Exchange.timebank_id == timebank_id, Exchange.status == "confirmed", Exchange.transfer_id.is_(None)))
+    assert orphans == 0
+    assert sum(a.balance_minutes for a in accounts) == 0
+    # And the ledger's own verifier (hash chains, reversal mirrors, limits) agrees.
+    report = verify_ledger(session, timebank_id)
+    assert report.ok, report.problems[:5]
+
+
+def test_demo_keeps_every_ledger_invariant(session):
+    timebank = _load(session, "demo-ledger")
+    assert_ledger_holds(session, timebank.id)
+    transfers = session.scalar(select(func.count()).select_from(Transfer).where(Transfer.timebank_id == timebank.id))
+    assert transfers > 250
+    kinds = set(session.scalars(select(Transfer.kind).where(Transfer.timebank_id == timebank.id)))
+    assert {"exchange", "group_activity", "donation", "grant", "reversal", "opening"} <= kinds
+
+
+def _balances(session, timebank_id):
+    return [a.balance_minutes for a in session.scalars(
+        select(Account).where(Account.timebank_id == timebank_id).order_by(Account.id))]
+
+
+def test_same_seed_gives_the_same_balances_and_another_seed_does_not(session):
+    first = _load(session, "demo-one", seed=11)
+    second = _load(session, "demo-two", seed=11)
+    third = _load(session, "demo-three", seed=12)
+    assert _balances(session, first.id) == _balances(session, second.id)
+    assert _balances(session, first.id) != _balances(session, third.id)
+    assert_ledger_holds(session, third.id)
+
+
+def test_demo_has_the_shape_of_a_real_time_bank(session):
+    timebank = _load(session, "demo-shape", seed=5)
+    reps = set(session.scalars(select(OrganisationRepresentative.user_id)))
+    members = [m for m in session.scalars(select(Membership).where(
+        Membership.timebank_id == timebank.id, Membership.role == "member", Membership.account_id.is_not(None)))
+        if m.user_id not in reps]
+    confirmed = session.scalars(select(Exchange).where(Exchange.timebank_id == timebank.id,
+                                                       Exchange.status == "confirmed")).all()
+    minutes = Counter()
+    for e in confirmed:
+        for member_id in (e.provider_membership_id, e.recipient_membership_id):
+            if member_id is not None:
+                minutes[member_id] += e.minutes
+    never = [m for m in members if minutes[m.id] == 0]
+    assert len(never) / len(members) > 0.4
+    ranked = sorted((minutes[m.id] for m in members), reverse=True)
+    top = ranked[:max(1, len(ranked) // 10)]
+    assert sum(top) / sum(ranked) > 0.35  # a small core carries a large share of the hours
+    collective = sum(e.minutes for e in confirmed if e.collective)
+    individual = sum(e.minutes for e in confirmed if not e.collective)
+    assert 0 < collective < individual
+    assert {e.kind for e in confirmed} == {"p2p", "p2a", "a2a"}
+    statuses = Counter(session.scalars(select(Exchange.status).where(Exchange.timebank_id == timebank.id)))
+    assert statuses["reversed"] and statuses["pending"] and statuses["disputed"] + statuses["cancelled"]
+    assert any(e.auto_confirmed for e in confirmed)
+    assert len({e.coproduction_type for e in confirmed}) >= 3
+    assert len({e.outcome_area for e in confirmed}) >= 5
+    sizes = [len(session.scalars(select(Exchange.id).where(Exchange.activity_id == a.id)).all())
+             for a in session.scalars(select(GroupActivity).where(GroupActivity.timebank_id == timebank.id))]
+    assert sizes and min(sizes) >= 5 and max(sizes) <= 60
+    # Categories: the most popular carries far more hours than the median one.
+    hours = Counter()
+    for e in confirmed:
+        hours[e.category_id] += e.minutes
+    by_category = sorted(hours.values(), reverse=True)
+    assert by_category[0] > 3 * by_category[len(by_category) // 2]
+
+
+def test_demo_population_has_people_of_every_kind(session):
+    timebank = _load(session, "demo-people", seed=5)
+    memberships = session.scalars(select(Membership).where(Membership.timebank_id == timebank.id)).all()
+    statuses = Counter(m.status for m in memberships)
+    assert statuses["active"] and statuses["pending"] and (statuses["left"] + statuses["suspended"])
+    roles = Counter(m.role for m in memberships)
+    assert roles["broker"] and roles["commissioner"] and roles["admin"]
+    assert len({m.ward for m in memberships if m.ward}) >= 12
+    assert any(m.age_band is None for m in memberships) and len({m.age_band for m in memberships}) >= 6
+    assert len({m.joined_on.replace(day=1) for m in memberships if m.role == "member"}) >= 6
+    soon = [m for m in memberships if m.safety_check_expires
+            and demo.END_DATE < m.safety_check_expires <= demo.END_DATE + dt.timedelta(days=30)]
+    assert soon
+    organisations = session.scalars(select(Organisation).where(Organisation.timebank_id == timebank.id)).all()
+    assert len({o.kind for o in organisations}) >= 3
+    assert all(o.representatives for o in organisations)
+
+
+@pytest.mark.slow
+def test_seed_demo_command_builds_and_refuses_a_taken_slug(committed_db, runner):
+    result = runner.invoke(args=["seed", "demo", "--size", "XS", "--seed", "2", "--timebank", "cli-demo"])
+    assert result.exit_code == 0, result.output
+    assert "Demo community: cli-demo" in result.output
+    assert "member@demo.timebank" in result.output
+    timebank = committed_db.session.scalar(select(TimeBank).where(TimeBank.slug == "cli-demo"))
+    assert_ledger_holds(committed_db.session, timebank.id)
+    again = runner.invoke(args=["seed", "demo", "--size", "XS", "--timebank", "cli-demo"])
+    assert again.exit_code != 0 and "already exists" in again.output
+
+
+def test_demo_has_open_offers_requests_and_opportunities(session):
+    from timebank.matching.models import HelpRequest, Offer
+
+    timebank = _load(session, "demo-listings", seed=5)
+    offers = session.scalars(select(Offer).where(Offer.timebank_id == timebank.id, Offer.status == "open")).all()
+    requests = session.scalars(select(HelpRequest).where(HelpRequest.timebank_id == timebank.id,
+                                                         HelpRequest.status == "open")).all()
+    assert offers and any(r.membership_id for r in requests) and any(r.organisation_id for r in requests)
+    # Offers come from members' own skills.
+    skills = {(s.membership_id, s.category_id) for s in session.scalars(select(demo.MemberSkill))}
+    assert all((o.membership_id, o.category_id) in skills for o in offers)

@@ -1,0 +1,40 @@
+"""flask --app timebank seed demo --size S|M|L|XL [--seed N] [--timebank SLUG]"""
+from __future__ import annotations
+
+import click
+from sqlalchemy import select
+
+from timebank.errors import DomainError
+from timebank.extensions import db
+
+
+@click.command("demo")
+@click.option("--size", type=click.Choice(["XS", "S", "M", "L", "XL"], case_sensitive=False), default="S",
+              show_default=True, help="XS 60 members (tests), S 300, M 1,000, L 5,000, XL 100,000.")
+@click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same community.")
+@click.option("--timebank", "slug", default="riverside", show_default=True,
+              help="Slug of the new time bank (XL adds SLUG-2, SLUG-3...).")
+@click.option("--commit-every", type=int, default=None,
+              help="Commit every N transfers (default: once at the end; 20000 for L and XL).")
+def seed_demo_command(size, seed, slug, commit_every):
+    """Build a realistic demo community through the app's own services."""
+    from timebank import demo
+    from timebank.community.models import TimeBank
+
+    size = size.upper()
+    if db.session.scalar(select(TimeBank.id).where(TimeBank.slug == slug)):
+        raise click.ClickException(f"A time bank called {slug!r} already exists; choose another --timebank.")
+    if commit_every is None and size in ("L", "XL"):
+        commit_every = 20_000
+    try:
+        demo.load_demo(db.session, size=size, seed=seed, slug=slug, echo=click.echo, progress=True,
+                       commit_every=commit_every)
+    except DomainError as exc:
+        db.session.rollback()
+        raise click.ClickException(exc.message)
+    db.session.commit()
+    demo.print_logins(click.echo)
+
+
+def register(app):
+    app.cli.commands["seed"].add_command(seed_demo_command)
