@@ -72,7 +72,8 @@ def idempotent(view):
             db.session.flush()
         return response
 
-    wrapper._apidoc = getattr(view, "_apidoc", {})
+    # Keep flask-smorest's doc info, and mark the operation so the spec documents the Idempotency-Key header.
+    wrapper._apidoc = {**getattr(view, "_apidoc", {}), "idempotent": True}
     return wrapper
 
 
