@@ -122,9 +122,12 @@ def handle_exception(exc: Exception):
     from timebank.errors import DomainError
     from timebank.web.errors import page_error_response
 
+    from timebank.database import is_database_unavailable, set_read_only
+
     db.session.rollback()
-    if isinstance(exc, OperationalErrorTypes()):
+    if is_database_unavailable(exc):
         log.error("database unavailable: %s", exc.__class__.__name__)
+        set_read_only(True)  # the answer may still read (e.g. the error page's user): no SQLite write lock
         from timebank.errors import DomainError as _D
 
         exc = _D("The database is not accepting changes right now. Nothing was saved; please try again shortly.",
