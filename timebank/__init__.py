@@ -69,6 +69,15 @@ def register_request_hooks(app: Flask) -> None:
     register_request_logging(app)
 
     @app.before_request
+    def _refuse_oversized_bodies():
+        # Flask only refuses a too-large body when a view reads it; refuse it up front, whatever the view.
+        limit = app.config.get("MAX_CONTENT_LENGTH")
+        if limit and request.content_length is not None and request.content_length > limit:
+            from werkzeug.exceptions import RequestEntityTooLarge
+
+            raise RequestEntityTooLarge()
+
+    @app.before_request
     def _transaction_mode():
         set_read_only(request.method in ("GET", "HEAD", "OPTIONS"))
 
