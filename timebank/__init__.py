@@ -131,6 +131,8 @@ def handle_exception(exc: Exception):
     from timebank.errors import DomainError
     from timebank.web.errors import page_error_response
 
+    from sqlalchemy.exc import DataError
+
     from timebank.database import is_database_unavailable, set_read_only
 
     db.session.rollback()
@@ -141,6 +143,14 @@ def handle_exception(exc: Exception):
 
         exc = _D("The database is not accepting changes right now. Nothing was saved; please try again shortly.",
                  code="service_unavailable", status=503)
+    elif isinstance(exc, DataError):
+        # SQLSTATE class 22 (a NUL byte, a value too long for its column, a number out of range): input that
+        # slipped past validation. The user gets a 422 in words; the log says which statement, to fix validation.
+        log.warning("database refused a value on %s %s: %s", request.method, request.path, exc.orig)
+        from timebank.errors import ValidationFailed
+
+        exc = ValidationFailed("A value could not be stored: it is too long or contains characters that are not "
+                               "allowed (such as a NUL byte). Nothing was saved.")
     elif not isinstance(exc, (DomainError, HTTPException)):
         log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
     if is_api_request():
