@@ -8,7 +8,7 @@ export FLASK_APP := timebank
 TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 export TEST_POSTGRES_URL
 
-.PHONY: run test test-sqlite test-postgres install install-dev postgres-up bench-ledger bench-matching bench-reports bench-demo bench-load clean
+.PHONY: run test test-sqlite test-postgres install install-dev postgres-up bench-ledger bench-matching bench-reports bench-demo bench-load audit clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -61,3 +61,7 @@ bench-reports: install-dev
 
 bench-demo: install-dev
 	$(BIN)/python bench/demo_bench.py S M
+
+# Known-vulnerability audit of the installed dependencies (needs the PyPI/OSV vulnerability service).
+audit: install-dev
+	$(BIN)/pip-audit -l

@@ -69,6 +69,15 @@ def register_request_hooks(app: Flask) -> None:
     register_request_logging(app)
 
     @app.before_request
+    def _refuse_oversized_bodies():
+        # Flask only refuses a too-large body when a view reads it; refuse it up front, whatever the view.
+        limit = app.config.get("MAX_CONTENT_LENGTH")
+        if limit and request.content_length is not None and request.content_length > limit:
+            from werkzeug.exceptions import RequestEntityTooLarge
+
+            raise RequestEntityTooLarge()
+
+    @app.before_request
     def _transaction_mode():
         set_read_only(request.method in ("GET", "HEAD", "OPTIONS"))
 
@@ -122,13 +131,30 @@ def handle_exception(exc: Exception):
     from timebank.errors import DomainError
     from timebank.web.errors import page_error_response
 
+    from sqlalchemy.exc import DataError
+
+    from timebank.database import is_database_unavailable, set_read_only
+
     db.session.rollback()
-    if isinstance(exc, OperationalErrorTypes()):
+    if is_database_unavailable(exc):
         log.error("database unavailable: %s", exc.__class__.__name__)
+        set_read_only(True)  # the answer may still read (e.g. the error page's user): no SQLite write lock
         from timebank.errors import DomainError as _D
 
         exc = _D("The database is not accepting changes right now. Nothing was saved; please try again shortly.",
                  code="service_unavailable", status=503)
+    elif isinstance(exc, RecursionError):  # JSON nested thousands deep: refuse it, it is not a server fault
+        from werkzeug.exceptions import BadRequest
+
+        exc = BadRequest("The request body is nested too deeply to read.")
+    elif isinstance(exc, (DataError, OverflowError)):  # OverflowError: SQLite given an int beyond 64 bits
+        # SQLSTATE class 22 (a NUL byte, a value too long for its column, a number out of range): input that
+        # slipped past validation. The user gets a 422 in words; the log says which statement, to fix validation.
+        log.warning("database refused a value on %s %s: %s", request.method, request.path, getattr(exc, "orig", exc))
+        from timebank.errors import ValidationFailed
+
+        exc = ValidationFailed("A value could not be stored: it is too long or contains characters that are not "
+                               "allowed (such as a NUL byte). Nothing was saved.")
     elif not isinstance(exc, (DomainError, HTTPException)):
         log.error("unhandled error on %s %s", request.method, request.path, exc_info=exc)
     if is_api_request():

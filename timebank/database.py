@@ -56,3 +56,24 @@ def configure_engine(engine: Engine, busy_timeout_ms: int = 15000) -> None:
 def is_sqlite(session_or_engine) -> bool:
     bind = session_or_engine.get_bind() if hasattr(session_or_engine, "get_bind") else session_or_engine
     return bind.dialect.name == "sqlite"
+
+
+# PostgreSQL SQLSTATEs meaning "the database cannot take this now", not "your request is wrong":
+# read-only transaction (e.g. a replica, or default_transaction_read_only), disk full, out of memory,
+# too many connections, shutting down, cannot connect.
+UNAVAILABLE_SQLSTATES = {"25006", "53100", "53200", "53300", "57P01", "57P02", "57P03"}
+UNAVAILABLE_SQLSTATE_CLASSES = ("08",)  # connection exceptions
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """True when the database refuses or cannot take the request (answer 503), not a bug (500)."""
+    from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
+
+    if isinstance(exc, (OperationalError, DisconnectionError)):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+        return sqlstate in UNAVAILABLE_SQLSTATES or sqlstate.startswith(UNAVAILABLE_SQLSTATE_CLASSES)
+    return False

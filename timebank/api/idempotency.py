@@ -5,6 +5,12 @@ A write carries an idempotency key (the `Idempotency-Key` header or an
 answer; the same key with a different body is refused with 409
 `idempotency_key_reused`. The answer is stored in the same transaction as the
 write, so a write and its record commit together or not at all.
+
+Concurrent requests with the same key: the key is claimed (its row inserted)
+before the write runs. A second transaction inserting the same (user, key)
+waits on the unique index until the first one ends; if the first committed, the
+second replays the stored answer (or 409s for a different body); if it rolled
+back, the second goes ahead. So a key is never acted on twice, and never 500s.
 """
 from __future__ import annotations
 
@@ -14,6 +20,8 @@ import json
 
 from flask import Response, request
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from werkzeug.exceptions import Unauthorized
 
 from timebank.api.security import current_api_user
 from timebank.community.models import IdempotencyRecord
@@ -52,15 +60,19 @@ def idempotent(view):
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
         user = current_api_user()
-        if user is None:  # whatever the decorator order, no token is a 401, never a 500
-            from werkzeug.exceptions import Unauthorized
-
+        if user is None:
             raise Unauthorized("A valid bearer token is required. Get one from POST /api/v1/tokens.")
         key = idempotency_key_from_request(required=True)
         fingerprint = request_fingerprint()
         endpoint = request.path
-        existing = db.session.scalar(
-            select(IdempotencyRecord).where(IdempotencyRecord.user_id == user.id, IdempotencyRecord.key == key))
+        existing = _stored(user.id, key)
+        if existing is None:
+            record = _claim(user.id, key, endpoint, fingerprint)
+            if record is None:  # a concurrent request with this key committed first
+                existing = _stored(user.id, key)
+                if existing is None:  # not visible yet (e.g. a stricter isolation level): let the client retry
+                    raise Conflict("A request with this idempotency key is still being processed; retry shortly.",
+                                   code="idempotency_key_in_progress")
         if existing is not None:
             if existing.request_hash != fingerprint:
                 raise Conflict("This idempotency key was already used for a different request.",
@@ -69,15 +81,32 @@ def idempotent(view):
                             headers={"Idempotent-Replayed": "true"})
         result = view(*args, **kwargs)
         response = _to_response(result)
-        if response.status_code < 400:
-            db.session.add(IdempotencyRecord(user_id=user.id, key=key, endpoint=endpoint, request_hash=fingerprint,
-                                             status_code=response.status_code,
-                                             response_body=response.get_data(as_text=True)))
-            db.session.flush()
+        # An error answer rolls the whole transaction back (claim included), so the key stays free for a retry.
+        record.status_code = response.status_code
+        record.response_body = response.get_data(as_text=True)
+        db.session.flush()
         return response
 
-    wrapper._apidoc = getattr(view, "_apidoc", {})
+    # Keep flask-smorest's doc info, and mark the operation so the spec documents the Idempotency-Key header.
+    wrapper._apidoc = {**getattr(view, "_apidoc", {}), "idempotent": True}
     return wrapper
+
+
+def _stored(user_id: int, key: str) -> IdempotencyRecord | None:
+    return db.session.scalar(
+        select(IdempotencyRecord).where(IdempotencyRecord.user_id == user_id, IdempotencyRecord.key == key))
+
+
+def _claim(user_id: int, key: str, endpoint: str, fingerprint: str) -> IdempotencyRecord | None:
+    """Insert the key's row now (in a savepoint); None when another transaction holds the key and committed."""
+    record = IdempotencyRecord(user_id=user_id, key=key, endpoint=endpoint, request_hash=fingerprint,
+                               status_code=0, response_body="")
+    try:
+        with db.session.begin_nested():
+            db.session.add(record)
+    except IntegrityError:
+        return None
+    return record
 
 
 def _to_response(result) -> Response:

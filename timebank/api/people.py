@@ -188,6 +188,7 @@ def create_member(body):
 
 
 @blp.route("/members/<int:member_id>", methods=["GET"])
+@blp.response(200, description="The member: full record or public profile, by who asks")
 @blp.doc(security=BEARER)
 @token_required
 def get_member(member_id):
@@ -255,6 +256,7 @@ def erase(body, member_id):
 
 
 @blp.route("/me/data", methods=["GET"])
+@blp.response(200, description="Everything held about the caller, as JSON")
 @blp.doc(security=BEARER)
 @token_required
 def my_data():

@@ -1,10 +1,15 @@
 """Error pages in plain words; never a traceback."""
 from __future__ import annotations
 
-from flask import render_template
+import logging
+
+from flask import Response, g, render_template
+from markupsafe import escape
 from werkzeug.exceptions import HTTPException
 
 from timebank.errors import DomainError
+
+log = logging.getLogger("timebank")
 
 MESSAGES = {
     400: ("Something in that request was not right", "Please go back and try again."),
@@ -29,4 +34,17 @@ def page_error_response(exc: Exception):
         status = 500
         title, detail = MESSAGES[500]
     template = f"errors/{status}.html" if status in (403, 404, 500) else "errors/generic.html"
-    return render_template(template, status=status, title=title, detail=detail), status
+    try:
+        return render_template(template, status=status, title=title, detail=detail), status
+    except Exception:  # noqa: BLE001  the page itself needs the database (current user, navigation)
+        log.warning("error page for %s rendered without the signed-in user", status, exc_info=True)
+    from timebank.extensions import db, login_manager
+
+    db.session.rollback()
+    g._login_user = login_manager.anonymous_user()  # flask-login's cache: render as a visitor
+    try:
+        return render_template(template, status=status, title=title, detail=detail), status
+    except Exception:  # noqa: BLE001  last resort: plain words, no template
+        log.error("error page for %s could not be rendered", status, exc_info=True)
+    body = f"<!doctype html><title>{escape(title)}</title><h1>{escape(title)}</h1><p>{escape(detail)}</p>"
+    return Response(body, status=status, mimetype="text/html")
