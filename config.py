@@ -35,6 +35,25 @@ def _database_url() -> str:
     return f"sqlite:///{INSTANCE_DIR / 'timebank.sqlite3'}"
 
 
+# Optional settings taken from the environment only when set.
+_OPTIONAL_ENV = ("MAIL_SERVER", "MAIL_PORT", "MAIL_USERNAME", "MAIL_PASSWORD", "MAIL_DEFAULT_SENDER",
+                 "RATELIMIT_STORAGE_URI", "LOGIN_RATE_LIMIT", "PASSWORD_RESET_MAX_AGE")
+
+
+def _optional_env() -> dict:
+    values = {name: os.environ[name] for name in _OPTIONAL_ENV if os.environ.get(name)}
+    if os.environ.get("MAIL_USE_TLS"):
+        values["MAIL_USE_TLS"] = os.environ["MAIL_USE_TLS"] == "1"
+    # Notifications (exchanges) and password links (people) send through the same SMTP server.
+    if "MAIL_SERVER" in values:
+        values["SMTP_HOST"] = values["MAIL_SERVER"]
+    if "MAIL_PORT" in values:
+        values["SMTP_PORT"] = values["MAIL_PORT"]
+    if "MAIL_DEFAULT_SENDER" in values:
+        values["MAIL_FROM"] = values["MAIL_DEFAULT_SENDER"]
+    return values
+
+
 class Config:
     SECRET_KEY = None  # filled lazily by create_app via secret_key()
     SQLALCHEMY_DATABASE_URI = None
@@ -60,6 +79,7 @@ class Config:
         values = {k: getattr(cls, k) for k in dir(cls) if k.isupper()}
         values["SECRET_KEY"] = _secret_key()
         values["SQLALCHEMY_DATABASE_URI"] = _database_url()
+        values.update(_optional_env())
         return values
 
 
