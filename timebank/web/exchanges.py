@@ -21,7 +21,7 @@ bp = Blueprint("exchanges", __name__, url_prefix="/exchanges")
 
 @bp.app_context_processor
 def _unread_notifications():
-    """The unread count for the header (see templates/exchanges/_layout.html)."""
+    """The unread count shown in every page's header (templates/base.html)."""
     if getattr(current_user, "is_authenticated", False):
         return {"unread_notifications": notifications.unread_count(db.session, current_user.id)}
     return {"unread_notifications": None}
