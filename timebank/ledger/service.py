@@ -13,16 +13,29 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections import namedtuple
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy import insert as sa_insert
+from sqlalchemy import select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
+
+try:  # PostgreSQL through psycopg 3 (the project's driver); the ledger also runs without it on SQLite
+    import psycopg
+    psycopg_errors = psycopg.Error
+except ImportError:  # pragma: no cover
+    psycopg = None
+    psycopg_errors = ()
 
 from timebank.ledger.errors import (AccountClosed, AccountNotFound, AlreadyReversed, CeilingExceeded, CrossTimebank,
                                     DuplicateAccount,
                                     IdempotencyKeyReused, InsufficientBalance, LedgerError, TransferNotFound,
                                     UnbalancedTransfer, describe_minutes)
-from timebank.ledger.models import TRANSFER_KINDS, Account, Posting, Transfer
+from timebank.ledger.models import TRANSFER_KINDS, Account, Posting, Transfer, utcnow
 
 SYSTEM_ACCOUNTS = {
     "issuance": ("system", "Issuance"),
@@ -134,7 +147,8 @@ def posting_hash(prev_hash: str, *, transfer: Transfer, account_id: int, minutes
 # --- verbs -----------------------------------------------------------------------------------------------------------
 
 def _is_retryable(exc: Exception) -> bool:
-    code = getattr(getattr(exc, "orig", None), "sqlstate", None) or getattr(getattr(exc, "orig", None), "pgcode", None)
+    orig = getattr(exc, "orig", exc)
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
     return code in ("40P01", "40001")
 
 
@@ -148,6 +162,17 @@ def _replay(existing: Transfer, fingerprint: str) -> Transfer:
         raise IdempotencyKeyReused("This idempotency key was already used for a different transfer.",
                                    transfer_id=existing.id)
     return existing
+
+
+def _answer_conflict(session, *, timebank_id, idempotency_key, fingerprint, reverses_transfer_id) -> Transfer:
+    """The transfer row was not inserted (a unique key exists): a replay, a reused key or a second reversal."""
+    if idempotency_key is not None:
+        existing = _existing_by_key(session, timebank_id, idempotency_key)
+        if existing is not None:
+            return _replay(existing, fingerprint)
+    if reverses_transfer_id is not None:
+        raise AlreadyReversed("This transfer has already been reversed.", transfer_id=reverses_transfer_id)
+    raise LedgerError("The transfer conflicts with one already recorded.", code="conflict")  # pragma: no cover
 
 
 def post_transfer(session, *, timebank_id: int, kind: str, postings: list[tuple[int, int]],
@@ -169,91 +194,228 @@ def post_transfer(session, *, timebank_id: int, kind: str, postings: list[tuple[
     memo = memo or ""
     fingerprint = request_hash(timebank_id=timebank_id, kind=kind, postings=clean, effective_date=effective_date,
                                memo=memo, metadata=metadata, reverses_transfer_id=_reverses_transfer_id)
-    if idempotency_key is not None:
-        existing = _existing_by_key(session, timebank_id, idempotency_key)
-        if existing is not None:
-            return _replay(existing, fingerprint)
-
+    # No look-up of the idempotency key up front: the common case is a new key, and the transfer insert
+    # (ON CONFLICT DO NOTHING) finds a used one. A replay is answered when the insert conflicts or when a
+    # check refuses (an account closed since, a balance moved since), so it still returns the original.
+    transfer = Transfer(timebank_id=timebank_id, kind=kind, memo=memo, effective_date=effective_date,
+                        recorded_at=utcnow(), recorded_by_user_id=recorded_by_user_id,
+                        idempotency_key=idempotency_key, request_hash=fingerprint,
+                        reverses_transfer_id=_reverses_transfer_id, metadata_=metadata or {})
+    write = _write_pipelined if _pipeline_connection(session) is not None else _write_core
     last_error: Exception | None = None
     for _attempt in range(MAX_ATTEMPTS):
-        savepoint = session.begin_nested()
         try:
-            transfer = _write_transfer(session, timebank_id=timebank_id, kind=kind, postings=clean,
-                                       effective_date=effective_date, memo=memo,
-                                       recorded_by_user_id=recorded_by_user_id, idempotency_key=idempotency_key,
-                                       fingerprint=fingerprint, metadata=metadata,
-                                       reverses_transfer_id=_reverses_transfer_id)
-            savepoint.commit()
-            return transfer
+            written = write(session, transfer, clean)
         except LedgerError:
-            savepoint.rollback()
-            raise
-        except (IntegrityError, OperationalError) as exc:
-            savepoint.rollback()
-            last_error = exc
             if idempotency_key is not None:
                 existing = _existing_by_key(session, timebank_id, idempotency_key)
                 if existing is not None:
                     return _replay(existing, fingerprint)
-            if _reverses_transfer_id is not None and session.scalar(
-                    select(Transfer.id).where(Transfer.reverses_transfer_id == _reverses_transfer_id)):
-                raise AlreadyReversed("This transfer has already been reversed.",
-                                      transfer_id=_reverses_transfer_id) from None
-            if isinstance(exc, OperationalError) and _is_retryable(exc):
-                continue
             raise
+        except (DBAPIError, psycopg_errors) as exc:
+            if not _is_retryable(exc):
+                raise
+            last_error = exc
+            continue
+        if written is None:
+            return _answer_conflict(session, timebank_id=timebank_id, idempotency_key=idempotency_key,
+                                    fingerprint=fingerprint, reverses_transfer_id=_reverses_transfer_id)
+        return written
     raise last_error  # pragma: no cover - only after MAX_ATTEMPTS deadlocks in a row
 
 
-def _write_transfer(session, *, timebank_id, kind, postings, effective_date, memo, recorded_by_user_id,
-                    idempotency_key, fingerprint, metadata, reverses_transfer_id) -> Transfer:
-    net = net_by_account(postings)
-    ids = sorted(net)
-    # One global lock order (ascending ids) so concurrent transfers never deadlock.
-    accounts = {a.id: a for a in session.scalars(
-        select(Account).where(Account.id.in_(ids)).order_by(Account.id).with_for_update()
-        .execution_options(populate_existing=True))}
-    for account_id in ids:
-        account = accounts.get(account_id)
+# --- the write: lock, check, insert ------------------------------------------------------------------------------
+#
+# Both paths lock the accounts in ascending id order, check them in Python (clear domain errors), then insert
+# the transfer (ON CONFLICT DO NOTHING: a used idempotency key or a second reversal inserts nothing) and its
+# postings in one statement, inside a savepoint so a deadlock can be retried without losing the caller's
+# transaction. The database triggers check everything again and move the balances (migration 0002_ledger).
+# No ORM unit of work on this path: the Transfer and Posting objects are attached to the session afterwards
+# as already persistent, and Account objects already in the session get the new balance and chain head.
+
+_ACCOUNT_COLUMNS = (Account.id, Account.timebank_id, Account.name, Account.status, Account.floor_minutes,
+                    Account.ceiling_minutes, Account.balance_minutes, Account.chain_head)
+
+
+def _check_locked(transfer: Transfer, net: dict[int, int], rows) -> dict:
+    """Refuse missing, foreign, frozen or closed accounts and moves past a floor or ceiling. Pure."""
+    found = {row.id: row for row in rows}
+    for account_id in sorted(net):
+        account = found.get(account_id)
         if account is None:
             raise AccountNotFound(f"There is no account {account_id}.", account_id=account_id)
-        if account.timebank_id != timebank_id:
+        if account.timebank_id != transfer.timebank_id:
             raise CrossTimebank(f"{account.name} belongs to another time bank.", account_id=account_id)
         if account.status != "open":
             raise AccountClosed(f"{account.name} is {account.status} and cannot take new postings.",
                                 account_id=account_id)
-    for account_id in ids:
-        check_limits(accounts[account_id], net[account_id])
+    for account_id in sorted(net):
+        check_limits(found[account_id], net[account_id])
+    return found
 
-    transfer = Transfer(timebank_id=timebank_id, kind=kind, memo=memo, effective_date=effective_date,
-                        recorded_by_user_id=recorded_by_user_id, idempotency_key=idempotency_key,
-                        request_hash=fingerprint, reverses_transfer_id=reverses_transfer_id,
-                        metadata_=metadata or {})
-    session.add(transfer)
-    session.flush()
+
+def _chain(transfer: Transfer, postings: list[tuple[int, int]], accounts: dict) -> list[dict]:
     heads = {a.id: a.chain_head or GENESIS_HASH for a in accounts.values()}
+    rows = []
     for account_id, minutes in postings:
         link = posting_hash(heads[account_id], transfer=transfer, account_id=account_id, minutes=minutes)
-        session.add(Posting(transfer=transfer, account_id=account_id, minutes=minutes,
-                            prev_hash=heads[account_id], hash=link))
+        rows.append({"account_id": account_id, "minutes": minutes, "prev_hash": heads[account_id], "hash": link})
         heads[account_id] = link
-    session.flush()
-    if session.get_bind().dialect.name == "postgresql":
-        # Fire the deferred zero-sum trigger now, inside the savepoint, not at COMMIT.
-        session.execute(_SET_IMMEDIATE)
-        session.execute(_SET_DEFERRED)
-    for account_id in ids:
-        # The database trigger moved the balance and the chain head; mirror it without another read.
-        set_committed_value(accounts[account_id], "balance_minutes",
-                            accounts[account_id].balance_minutes + net[account_id])
-        set_committed_value(accounts[account_id], "chain_head", heads[account_id])
+    return rows
+
+
+def _attach(session, transfer: Transfer, chain: list[dict], posting_ids: dict[int, int], accounts: dict,
+            net: dict[int, int]) -> Transfer:
+    """Put the written rows in the session as persistent objects, without reading them back."""
+    make_transient_to_detached(transfer)
+    session.add(transfer)
+    postings = []
+    for row in chain:
+        posting = Posting(id=posting_ids[row["account_id"]], transfer_id=transfer.id, **row)
+        make_transient_to_detached(posting)
+        session.add(posting)
+        set_committed_value(posting, "transfer", transfer)
+        postings.append(posting)
+    postings.sort(key=lambda p: p.id)
+    set_committed_value(transfer, "postings", postings)
+    heads = {row["account_id"]: row["hash"] for row in chain}
+    for account_id, row in accounts.items():
+        loaded = session.identity_map.get(identity_key(Account, account_id))
+        if loaded is not None:
+            # What the trigger just wrote, and the other columns as locked: no stale balance for the caller.
+            for column in ("timebank_id", "name", "status", "floor_minutes", "ceiling_minutes"):
+                set_committed_value(loaded, column, getattr(row, column))
+            set_committed_value(loaded, "balance_minutes", row.balance_minutes + net[account_id])
+            set_committed_value(loaded, "chain_head", heads[account_id])
     return transfer
 
 
-from sqlalchemy import text as _text  # noqa: E402
+def _write_core(session, transfer: Transfer, postings: list[tuple[int, int]]) -> Transfer | None:
+    """The write through SQLAlchemy Core statements: SQLite, and PostgreSQL drivers without pipelines."""
+    dialect = session.get_bind().dialect.name
+    net = net_by_account(postings)
+    savepoint = session.begin_nested()
+    try:
+        lock = select(*_ACCOUNT_COLUMNS).where(Account.id.in_(sorted(net))).order_by(Account.id)
+        if dialect == "postgresql":
+            lock = lock.with_for_update()
+        accounts = _check_locked(transfer, net, session.execute(lock).all())
+        table = Transfer.__table__
+        values = {attr.columns[0].name: getattr(transfer, attr.key) for attr in Transfer.__mapper__.column_attrs
+                  if attr.key != "id"}
+        insert = (pg_insert if dialect == "postgresql" else sqlite_insert)(table).values(**values)
+        transfer_id = session.execute(insert.on_conflict_do_nothing().returning(table.c.id)).scalar()
+        if transfer_id is None:
+            savepoint.rollback()
+            return None
+        transfer.id = transfer_id
+        chain = _chain(transfer, postings, accounts)
+        table = Posting.__table__
+        inserted = session.execute(sa_insert(table).values([{"transfer_id": transfer_id, **row} for row in chain])
+                                   .returning(table.c.id, table.c.account_id)).all()
+        if dialect == "postgresql":
+            # Fire the deferred zero-sum trigger now, inside the savepoint, not at COMMIT.
+            session.execute(_SET_IMMEDIATE)
+            session.execute(_SET_DEFERRED)
+        savepoint.commit()
+    except BaseException:
+        if savepoint.is_active:
+            savepoint.rollback()
+        raise
+    return _attach(session, transfer, chain, dict((a, i) for i, a in inserted), accounts, net)
 
-_SET_IMMEDIATE = _text("SET CONSTRAINTS ALL IMMEDIATE")
-_SET_DEFERRED = _text("SET CONSTRAINTS ALL DEFERRED")
+
+# PostgreSQL with psycopg 3: the same statements, sent in a pipeline so that one transfer costs three round
+# trips (BEGIN + SAVEPOINT + lock; insert + zero-sum check + RELEASE; COMMIT) instead of one per statement.
+# The transfer id comes from the sequence in the lock statement because the postings' hashes include it.
+
+_PG_LOCK = """
+WITH next AS (SELECT nextval(pg_get_serial_sequence('transfer', 'id')) AS transfer_id)
+SELECT account.id, account.timebank_id, account.name, account.status, account.floor_minutes,
+       account.ceiling_minutes, account.balance_minutes, account.chain_head, next.transfer_id
+FROM account CROSS JOIN next
+WHERE account.id = ANY(%(ids)s) ORDER BY account.id FOR UPDATE OF account
+"""
+
+_PG_INSERT = """
+WITH new_transfer AS (
+    INSERT INTO transfer (id, timebank_id, kind, memo, effective_date, recorded_at, recorded_by_user_id,
+                          idempotency_key, request_hash, reverses_transfer_id, metadata)
+    VALUES (%(id)s, %(timebank_id)s, %(kind)s, %(memo)s, %(effective_date)s, %(recorded_at)s,
+            %(recorded_by_user_id)s, %(idempotency_key)s, %(request_hash)s, %(reverses_transfer_id)s,
+            %(metadata)s::json)
+    ON CONFLICT DO NOTHING
+    RETURNING id)
+INSERT INTO posting (transfer_id, account_id, minutes, prev_hash, hash)
+SELECT new_transfer.id, leg.account_id, leg.minutes, leg.prev_hash, leg.hash
+FROM new_transfer CROSS JOIN unnest(%(accounts)s::integer[], %(minutes)s::bigint[], %(prev)s::text[],
+                                    %(hashes)s::text[]) WITH ORDINALITY AS leg(account_id, minutes, prev_hash, hash, n)
+ORDER BY leg.n
+RETURNING id, account_id
+"""
+
+USE_PIPELINE = True  # tests turn it off to run the Core path on PostgreSQL too
+
+
+def _pipeline_connection(session):
+    """The psycopg 3 connection under the session when pipelines can be used, else None."""
+    if not USE_PIPELINE or psycopg is None or session.get_bind().dialect.driver != "psycopg":
+        return None
+    raw = session.connection().connection.driver_connection
+    return raw if isinstance(raw, psycopg.Connection) and psycopg.Pipeline.is_supported() else None
+
+
+def _write_pipelined(session, transfer: Transfer, postings: list[tuple[int, int]]) -> Transfer | None:
+    session.flush()  # the caller's pending changes go first, as autoflush would do
+    raw = _pipeline_connection(session)
+    net = net_by_account(postings)
+    try:
+        with raw.pipeline():  # leaving the block sends the batch and waits for it once
+            raw.execute("SAVEPOINT ledger_write")
+            locked = raw.execute(_PG_LOCK, {"ids": sorted(net)})
+        rows = [_LockedRow(*r) for r in locked.fetchall()]
+        accounts = _check_locked(transfer, net, rows)
+        transfer.id = rows[0].transfer_id
+        chain = _chain(transfer, postings, accounts)
+        params = {c: getattr(transfer, c) for c in ("id", "timebank_id", "kind", "memo", "effective_date",
+                                                   "recorded_at", "recorded_by_user_id", "idempotency_key",
+                                                   "request_hash", "reverses_transfer_id")}
+        params.update(metadata=json.dumps(transfer.metadata_), accounts=[r["account_id"] for r in chain],
+                      minutes=[r["minutes"] for r in chain], prev=[r["prev_hash"] for r in chain],
+                      hashes=[r["hash"] for r in chain])
+        with raw.pipeline():
+            inserted = raw.execute(_PG_INSERT, params)
+            # Fire the deferred zero-sum trigger now, inside the savepoint, not at COMMIT.
+            raw.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            raw.execute("SET CONSTRAINTS ALL DEFERRED")
+            raw.execute("RELEASE SAVEPOINT ledger_write")
+        inserted = inserted.fetchall()
+    except BaseException as exc:
+        _rollback_savepoint(raw)
+        if isinstance(exc, psycopg.Error) and not _is_retryable(exc):
+            raise DBAPIError.instance("ledger write", None, exc, psycopg.Error) from exc
+        raise
+    if not inserted:
+        return None  # a unique key (idempotency key, reversal link) exists; the savepoint is released
+    return _attach(session, transfer, chain, dict((a, i) for i, a in inserted), accounts, net)
+
+
+def _rollback_savepoint(raw) -> None:
+    if raw.info.transaction_status in (psycopg.pq.TransactionStatus.INERROR, psycopg.pq.TransactionStatus.INTRANS):
+        try:
+            with raw.pipeline():
+                raw.execute("ROLLBACK TO SAVEPOINT ledger_write")
+                raw.execute("RELEASE SAVEPOINT ledger_write")
+        except psycopg.Error:  # the savepoint was already released; nothing of ours is left to undo
+            pass
+
+
+_LockedRow = namedtuple("_LockedRow", "id timebank_id name status floor_minutes ceiling_minutes balance_minutes "
+                                      "chain_head transfer_id")
+
+
+_SET_IMMEDIATE = text("SET CONSTRAINTS ALL IMMEDIATE")
+_SET_DEFERRED = text("SET CONSTRAINTS ALL DEFERRED")
 
 
 def reverse_transfer(session, transfer_id: int, *, reason: str, recorded_by_user_id: int | None = None,
