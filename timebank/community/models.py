@@ -125,8 +125,16 @@ class Category(db.Model):
     # Sensible co-production defaults so members are not asked hard questions.
     default_coproduction_type: Mapped[str | None] = mapped_column(String(30), nullable=True)
     default_outcome_area: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    # A retired category is kept for the offers, requests and exchanges that used it, but is not offered
+    # for new ones.
+    retired_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
 
     parent: Mapped["Category | None"] = relationship(remote_side=[id])
+    timebank: Mapped[TimeBank] = relationship()
+
+    @property
+    def is_retired(self) -> bool:
+        return self.retired_at is not None
 
     __table_args__ = (UniqueConstraint("timebank_id", "parent_id", "name"),)
 

@@ -71,7 +71,8 @@ def _members(timebank_id: int, exclude: int | None = None) -> list[Membership]:
 
 def _categories(timebank_id: int) -> list[Category]:
     return list(db.session.scalars(select(Category).where(Category.timebank_id == timebank_id,
-                                                          Category.parent_id.is_not(None)).order_by(Category.name)))
+                                                          Category.parent_id.is_not(None),
+                                                          Category.retired_at.is_(None)).order_by(Category.name)))
 
 
 def _names(exchanges) -> dict:
