@@ -72,3 +72,28 @@ def test_audit_log_shows_names_and_erased_members_as_erased(client, world, login
     assert "erased member" in suspended and world.broker.display_name in suspended
     assert "Former member" not in page
     assert world.admin.display_name in erased and "erased member" in erased
+
+
+def test_reversals_and_report_exports_are_in_the_audit_log(client, world, login, session, api_headers):
+    import datetime as dt
+
+    headers = api_headers(world.broker)
+    day = dt.date.today().isoformat()
+    posted = client.post("/api/v1/transfers", headers=headers, json={
+        "idempotency_key": "t-audit", "memo": "Gardening", "effective_date": day, "kind": "exchange",
+        "postings": [{"account_id": world.member_m.account_id, "minutes": -60},
+                     {"account_id": world.other_m.account_id, "minutes": 60}]})
+    assert posted.status_code == 201, posted.get_json()
+    reversed_ = client.post(f"/api/v1/transfers/{posted.get_json()['id']}/reversal", headers=headers,
+                            json={"idempotency_key": "r-audit", "reason": "typo"})
+    assert reversed_.status_code == 201
+    login(world.commissioner)
+    download = client.get("/reports/download.csv", query_string={"timebank": "testbank"})
+    assert download.status_code == 200
+    client.post("/logout")
+    login(world.admin)
+    page = client.get("/admin/audit").get_data(as_text=True)
+    reversal_row = next(r for r in page.split("<tr>") if "ledger.reversed" in r)
+    export_row = next(r for r in page.split("<tr>") if "impact.exported" in r)
+    assert world.broker.display_name in reversal_row and f"transfer {posted.get_json()['id']}" in reversal_row
+    assert world.commissioner.display_name in export_row
