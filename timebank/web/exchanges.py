@@ -240,7 +240,7 @@ def _activity_form(organisation: Organisation | None, organisations, timebank_id
     text = form.get("csv", "")
     upload = request.files.get("csv_file")
     if upload and upload.filename:
-        text = upload.read(200_000).decode("utf-8-sig", errors="replace")
+        text = service.csv_text_from_upload(upload.read(service.CSV_MAX_BYTES + 1))
     happened_on = _date_from_form(form)
     if happened_on is None:
         raise DomainError("Enter the date of the activity.", code="validation_error")
