@@ -59,7 +59,7 @@ class PublicProfileOut(Schema):
 class MemberIn(Schema):
     email = fields.Email(required=True)
     display_name = fields.String(required=True, validate=validate.Length(min=1, max=120))
-    password = fields.String(load_default=None, validate=validate.Length(min=10, max=1000))
+    password = fields.String(load_default=None, validate=validate.Length(min=12, max=128))
     timebank = fields.String(load_default=None)
     idempotency_key = fields.String(load_default=None)
 

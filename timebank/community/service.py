@@ -6,7 +6,7 @@ import math
 
 from sqlalchemy import func, select
 
-from timebank.community.auth import hash_password, normalise_email, user_by_email
+from timebank.community.auth import check_password_policy, hash_password, normalise_email, user_by_email
 from timebank.community.models import (ROLES, AuditEvent, Category, Membership, Organisation,
                                        OrganisationRepresentative, TimeBank, User, utcnow)
 from timebank.errors import Conflict, NotFound, ValidationFailed
@@ -172,6 +172,8 @@ def create_user(session, *, email: str, display_name: str, password: str | None 
         raise ValidationFailed("Enter a real email address.", errors={"email": ["Not a valid email address."]})
     if user_by_email(session, email) is not None:
         raise Conflict("An account with that email already exists.", code="email_taken")
+    if password is not None:
+        check_password_policy(password)
     user = User(email=email, display_name=display_name.strip() or email.split("@")[0],
                 password_hash=hash_password(password) if password else None)
     session.add(user)
@@ -202,8 +204,22 @@ def open_member_account(session, membership: Membership, timebank: TimeBank) -> 
         session.flush()
 
 
+ORGANISATION_KINDS = ("council", "nhs", "school", "charity", "community_group", "business", "other")
+
+
 def create_organisation(session, *, timebank: TimeBank, name: str, kind: str = "charity", area: str | None = None,
                         floor_minutes: int | None = None) -> Organisation:
+    name, area = " ".join(str(name or "").split()), (" ".join(str(area).split()) or None) if area else None
+    errors = {}
+    if not name or len(name) > 200:
+        errors["name"] = ["Give a name of 1 to 200 characters."]
+    if kind not in ORGANISATION_KINDS:
+        errors["kind"] = [f"Must be one of {', '.join(ORGANISATION_KINDS)}."]
+    if area is not None and len(area) > 100:
+        errors["area"] = ["At most 100 characters."]
+    if errors:
+        raise ValidationFailed("Give the organisation a name (up to 200 characters), a kind from the list and an "
+                               "area of up to 100 characters.", errors=errors)
     if session.scalar(select(Organisation).where(Organisation.timebank_id == timebank.id,
                                                  Organisation.name == name.strip())):
         raise Conflict(f"An organisation called {name!r} already exists in this time bank.",

@@ -88,8 +88,9 @@ def join():
         try:
             timebank = people.timebank_by_slug(db.session, request.form.get("timebank", ""))
             password = request.form.get("password", "")
-            if len(password) < 10:
-                raise DomainError("Choose a password of at least 10 characters.", status=422)
+            from timebank.community.auth import check_password_policy
+
+            check_password_policy(password)  # before the known-email branch, so both answer the same
             email = request.form.get("email", "")[:320]
             application = people.apply_to_join(db.session, timebank=timebank, email=email,
                                                display_name=request.form.get("display_name", "")[:120],
