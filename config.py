@@ -64,6 +64,8 @@ class Config:
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_SECURE = os.environ.get("SESSION_COOKIE_SECURE", "0") == "1"
     REMEMBER_COOKIE_HTTPONLY = True
+    # A signed session cookie older than this is refused, so people log in again at least every 12 hours.
+    PERMANENT_SESSION_LIFETIME = int(os.environ.get("SESSION_LIFETIME_HOURS", "12")) * 3600
     MAX_CONTENT_LENGTH = 5 * 1024 * 1024
     API_TITLE = "Time bank API"
     API_VERSION = "v1"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from flask import Flask, render_template, request
+from flask import Flask, render_template, request, session
 from werkzeug.exceptions import HTTPException
 
 from timebank.extensions import api, csrf, db, login_manager, migrate
@@ -58,8 +58,14 @@ def register_extensions(app: Flask) -> None:
     def load_user(user_id: str):
         from timebank.community.models import User
 
-        user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
-        return user if user is not None and user.is_active else None
+        # "<id>.<session version>": a cookie from before a log-out or a password change no longer matches.
+        user_part, _, version = user_id.partition(".")
+        if not (user_part.isdigit() and version.isdigit() and len(user_part) < 19):
+            return None
+        user = db.session.get(User, int(user_part))
+        if user is None or not user.is_active or str(user.session_version or 0) != version:
+            return None
+        return user
 
 
 def register_request_hooks(app: Flask) -> None:
@@ -106,6 +112,9 @@ def register_request_hooks(app: Flask) -> None:
         headers.setdefault("Permissions-Policy", "geolocation=(), camera=(), microphone=()")
         if app.config.get("SESSION_COOKIE_SECURE"):
             headers.setdefault("Strict-Transport-Security", "max-age=31536000; includeSubDomains")
+        # Personal data must not stay in shared or proxy caches (ASVS 8.2.1); static files may be cached.
+        if request.endpoint != "static" and ("Authorization" in request.headers or "_user_id" in session):
+            headers.setdefault("Cache-Control", "no-store")
         return response
 
 

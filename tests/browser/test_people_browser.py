@@ -113,3 +113,35 @@ def test_the_accessibility_check_does_catch_a_violation(browser_page, check_acce
     page.evaluate("() => document.querySelectorAll('label').forEach(l => l.remove())")
     with pytest.raises(AssertionError, match="label"):
         check_accessibility(page)
+
+
+def test_broker_manages_categories(browser_page, check_accessibility, browser_login, community):
+    page = browser_page
+    browser_login(page, "broker@b.test", PASSWORD)
+    page.get_by_role("link", name="Categories").click()
+    assert page.get_by_role("heading", name="Categories: Riverside Time Bank").is_visible()
+    check_accessibility(page)
+    page.get_by_label("Name of the new category").fill("Dog walking")
+    page.get_by_label("Put it under").select_option(label="Home & garden")
+    page.get_by_role("button", name="Add the category").click()
+    assert page.get_by_text("Added the category Dog walking").is_visible()
+    page.get_by_label("New name for Dog walking").fill("Pet care")
+    page.get_by_role("button", name="Rename Dog walking").click()
+    assert page.get_by_text("Renamed Dog walking to Pet care").is_visible()
+    page.get_by_role("button", name="Retire Pet care").click()
+    assert page.get_by_text("Retired Pet care").is_visible()
+    assert page.get_by_role("button", name="Restore Pet care").is_visible()
+    check_accessibility(page)
+
+    # A member no longer sees the retired category among the skills they can choose.
+    page.context.clear_cookies()
+    browser_login(page, "rep@b.test", PASSWORD)
+    page.goto("/profile")
+    assert page.get_by_label("Gardening").is_visible()
+    assert page.get_by_label("Pet care").count() == 0
+    page.get_by_label("Latitude").fill("54.97")
+    page.get_by_label("Longitude").fill("-1.61")
+    page.get_by_role("button", name="Save my profile").click()
+    assert page.get_by_text("Your profile is saved").is_visible()
+    assert page.get_by_label("Latitude").input_value() == "54.97"
+    check_accessibility(page)

@@ -25,6 +25,11 @@ API_CASES = [
     ("POST", "/api/v1/members", {"email": "new@example.test", "display_name": "New", "timebank": "testbank"},
      expect({"broker": 201, "admin": 201})),
     ("POST", "/api/v1/organisations", {"name": "New Org", "timebank": "testbank"}, expect({"broker": 201, "admin": 201})),
+    ("GET", "/api/v1/categories?timebank=testbank", None,
+     expect({"member": 200, "org_rep": 200, "broker": 200, "commissioner": 200, "admin": 200})),
+    ("POST", "/api/v1/categories", {"name": "Dog walking", "timebank": "testbank"},
+     expect({"broker": 201, "admin": 201})),
+    ("PATCH", "/api/v1/categories/{category}", {"retired": True}, expect(BROKERS)),
 ]
 
 PAGE_CASES = [
@@ -33,13 +38,21 @@ PAGE_CASES = [
     ("/members?timebank=testbank", expect(BROKERS)),
     ("/admin/settings?timebank=testbank", expect({"admin": 200})),
     ("/admin/audit?timebank=testbank", expect({"admin": 200})),
+    ("/categories?timebank=testbank", expect(BROKERS)),
     ("/organisations/{org}", expect({"member": 200, "org_rep": 200, "broker": 200, "admin": 200})),
     ("/profile", {role: 200 for role in ROLES}),
 ]
 
 
 def _url(template, world):
-    return template.format(other=world.other_m.id, org=world.organisation.id)
+    from sqlalchemy import select
+
+    from timebank.community.models import Category
+    from timebank.extensions import db
+
+    category = db.session.scalar(select(Category).where(Category.timebank_id == world.timebank.id)
+                                 .order_by(Category.id))
+    return template.format(other=world.other_m.id, org=world.organisation.id, category=category.id)
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -80,7 +93,7 @@ def test_members_see_a_public_profile_without_contact_details(client, world, api
 
 
 def test_anonymous_pages_redirect_to_login(client, world):
-    for url in ("/profile", "/onboarding", "/members", "/admin/settings", "/admin/audit"):
+    for url in ("/profile", "/onboarding", "/members", "/admin/settings", "/admin/audit", "/categories"):
         response = client.get(url)
         assert response.status_code == 302 and "/login" in response.headers["Location"]
 

@@ -29,6 +29,7 @@ MATRIX = {
     ("organisation.act", "org"): {"org_rep", "broker", "admin"},
     ("organisation.manage", "org"): {"broker", "admin"},
     ("matching.broker", "tb"): {"broker", "admin"},
+    ("categories.manage", "tb"): {"broker", "admin"},
     ("reports.read", "tb"): {"commissioner", "broker", "admin"},
     ("timebank.settings", "tb"): {"admin"},
     ("roles.manage", "other"): {"admin"},

@@ -193,9 +193,15 @@ def create_reversal(data, transfer_id):
     user = current_api_user()
     transfer = get_transfer(db.session, transfer_id)
     require_manager(db.session, user, transfer.timebank_id)
-    return reverse_transfer(db.session, transfer.id, reason=data["reason"], recorded_by_user_id=user.id,
-                            idempotency_key=data.get("idempotency_key") or idempotency_key_from_request(),
-                            effective_date=data.get("effective_date"))
+    reversal = reverse_transfer(db.session, transfer.id, reason=data["reason"], recorded_by_user_id=user.id,
+                                idempotency_key=data.get("idempotency_key") or idempotency_key_from_request(),
+                                effective_date=data.get("effective_date"))
+    # Reversals are sensitive actions: admins read them in the audit log (the ledger itself knows no people).
+    from timebank.community.service import log_audit
+
+    log_audit(db.session, "ledger.reversed", actor_user_id=user.id, timebank_id=transfer.timebank_id,
+              target_type="transfer", target_id=transfer.id, reversal_transfer_id=reversal.id)
+    return reversal
 
 
 @blp.route("/accounts/<int:account_id>", methods=["GET"])

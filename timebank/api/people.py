@@ -59,7 +59,7 @@ class PublicProfileOut(Schema):
 class MemberIn(Schema):
     email = fields.Email(required=True)
     display_name = fields.String(required=True, validate=validate.Length(min=1, max=120))
-    password = fields.String(load_default=None, validate=validate.Length(min=10, max=1000))
+    password = fields.String(load_default=None, validate=validate.Length(min=12, max=128))
     timebank = fields.String(load_default=None)
     idempotency_key = fields.String(load_default=None)
 
@@ -360,3 +360,98 @@ def get_organisation(organisation_id):
     organisation = queries.organisation_by_id(db.session, organisation_id)
     authorize(current_api_user(), "profile.read_public", organisation=organisation)
     return organisation
+
+
+# --- categories --------------------------------------------------------------------------------------------------
+
+class CategoryOut(Schema):
+    id = fields.Integer()
+    name = fields.String()
+    parent_id = fields.Integer(allow_none=True)
+    timebank = fields.Function(lambda c: c.timebank.slug)
+    retired = fields.Function(lambda c: c.retired_at is not None)
+    default_coproduction_type = fields.String(allow_none=True)
+    default_outcome_area = fields.String(allow_none=True)
+
+
+class CategoryQuery(Schema):
+    timebank = fields.String(load_default=None)
+    include_retired = fields.Boolean(load_default=False)
+
+
+class CategoryIn(Schema):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=100))
+    parent_id = fields.Integer(load_default=None, allow_none=True, strict=True)
+    timebank = fields.String(load_default=None)
+    idempotency_key = fields.String(load_default=None)
+
+
+class CategoryChangeIn(Schema):
+    name = fields.String(validate=validate.Length(min=1, max=100))
+    retired = fields.Boolean()
+    idempotency_key = fields.String(load_default=None)
+
+
+@blp.route("/categories", methods=["GET"])
+@blp.arguments(CategoryQuery, location="query")
+@blp.response(200, CategoryOut(many=True))
+@blp.doc(security=BEARER)
+@token_required
+def list_categories(args):
+    """The time bank's categories (members of the bank; commissioners too, for reading reports)."""
+    user = current_api_user()
+    if args["timebank"]:
+        timebank = people.timebank_by_slug(db.session, args["timebank"])
+        from timebank.community.permissions import role_in
+
+        if role_in(user, timebank.id) is None:
+            from timebank.errors import NotFound
+
+            raise NotFound("There is no such time bank.", code="timebank_not_found")
+    else:
+        ids = sorted({m.timebank_id for m in user.memberships if m.status == "active"})
+        if not ids:
+            raise Forbidden("Your membership is not active.")
+        if len(ids) > 1:
+            raise ValidationFailed("You belong to several time banks: say which with `timebank`.",
+                                   errors={"timebank": ["Missing data for required field."]})
+        timebank = db.session.get(TimeBank, ids[0])
+    return queries.categories(db.session, timebank.id, include_retired=args["include_retired"])
+
+
+@blp.route("/categories", methods=["POST"])
+@token_required
+@idempotent
+@blp.arguments(CategoryIn)
+@blp.response(201, CategoryOut)
+@blp.doc(security=BEARER)
+def create_category(body):
+    """Add a category, at the top or under a top-level one (brokers and admins)."""
+    actor = current_api_user()
+    timebank = acting_timebank(actor, "categories.manage", body["timebank"])
+    return people.create_category(db.session, timebank=timebank, name=body["name"], parent_id=body["parent_id"],
+                                  actor=actor)
+
+
+@blp.route("/categories/<int:category_id>", methods=["PATCH"])
+@token_required
+@idempotent
+@blp.arguments(CategoryChangeIn)
+@blp.response(200, CategoryOut)
+@blp.doc(security=BEARER)
+def change_category(body, category_id):
+    """Rename (`name`), retire (`retired: true`) or restore (`retired: false`) a category (brokers and admins)."""
+    from timebank.community.models import Category
+
+    actor = current_api_user()
+    category = db.session.get(Category, category_id)
+    if category is None:
+        from timebank.errors import NotFound
+
+        raise NotFound("There is no such category.", code="category_not_found")
+    authorize(actor, "categories.manage", timebank_id=category.timebank_id)
+    if "name" in body:
+        people.rename_category(db.session, category, name=body["name"], actor=actor)
+    if "retired" in body and body["retired"] != category.is_retired:
+        (people.retire_category if body["retired"] else people.restore_category)(db.session, category, actor=actor)
+    return category

@@ -16,6 +16,18 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash("not-a-real-password")
 
 
+PASSWORD_MIN, PASSWORD_MAX = 12, 128  # OWASP ASVS 2.1.1 and 2.1.2
+
+
+def check_password_policy(password: str) -> None:
+    """At least 12 and at most 128 characters; any characters, spaces included, no composition rules."""
+    from timebank.errors import ValidationFailed
+
+    if not isinstance(password, str) or not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
+        message = f"Choose a password of {PASSWORD_MIN} to {PASSWORD_MAX} characters."
+        raise ValidationFailed(message, errors={"password": [message]})
+
+
 def hash_password(password: str) -> str:
     return _hasher.hash(password)
 

@@ -55,12 +55,18 @@ class User(UserMixin, db.Model):
     is_active_user: Mapped[bool] = mapped_column(Boolean, default=True)
     erased_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # Part of the signed session cookie; raising it (log out, new password) ends every session of this user,
+    # even a copied cookie, although sessions are kept in the cookie and not on the server.
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     memberships: Mapped[list["Membership"]] = relationship(back_populates="user", foreign_keys="Membership.user_id")
 
     @property
     def is_active(self) -> bool:  # flask-login
         return self.is_active_user and self.erased_at is None
+
+    def get_id(self) -> str:  # flask-login: what the session cookie carries
+        return f"{self.id}.{self.session_version or 0}"
 
 
 class Membership(db.Model):
@@ -125,8 +131,16 @@ class Category(db.Model):
     # Sensible co-production defaults so members are not asked hard questions.
     default_coproduction_type: Mapped[str | None] = mapped_column(String(30), nullable=True)
     default_outcome_area: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    # A retired category is kept for the offers, requests and exchanges that used it, but is not offered
+    # for new ones.
+    retired_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
 
     parent: Mapped["Category | None"] = relationship(remote_side=[id])
+    timebank: Mapped[TimeBank] = relationship()
+
+    @property
+    def is_retired(self) -> bool:
+        return self.retired_at is not None
 
     __table_args__ = (UniqueConstraint("timebank_id", "parent_id", "name"),)
 

@@ -14,7 +14,7 @@ from email.message import EmailMessage
 from flask import url_for
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-from timebank.community.auth import hash_password
+from timebank.community.auth import check_password_policy, hash_password
 from timebank.community.models import User
 from timebank.errors import DomainError
 
@@ -52,11 +52,9 @@ def user_for_reset_token(app, session, token: str) -> User:
 
 
 def set_password(session, user: User, password: str) -> None:
-    if len(password) < 10:
-        from timebank.errors import ValidationFailed
-
-        raise ValidationFailed("Use at least 10 characters.", errors={"password": ["Use at least 10 characters."]})
+    check_password_policy(password)
     user.password_hash = hash_password(password)
+    user.session_version = (user.session_version or 0) + 1  # a new password ends every signed-in session
     session.flush()
 
 

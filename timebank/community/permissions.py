@@ -17,6 +17,7 @@ ROLE_ACTIONS: dict[str, frozenset[str]] = {
     "commissioner": frozenset({"reports.read"}),
     "broker": frozenset({
         "profile.read_public", "people.read_private", "people.manage", "organisation.manage", "organisation.act",
+        "categories.manage",
         "ledger.read_account", "ledger.post", "exchange.record_for_others", "matching.broker", "reports.read",
     }),
 }

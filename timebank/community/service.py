@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from timebank.community.auth import hash_password, normalise_email, user_by_email
+from timebank.community.auth import check_password_policy, hash_password, normalise_email, user_by_email
 from timebank.community.models import (ROLES, AuditEvent, Category, Membership, Organisation,
                                        OrganisationRepresentative, TimeBank, User, utcnow)
 from timebank.errors import Conflict, NotFound, ValidationFailed
@@ -59,6 +60,105 @@ def create_default_categories(session, timebank: TimeBank) -> None:
     session.flush()
 
 
+# --- categories: the per-time-bank list of skills and services, managed by brokers ---------------------------------
+
+CATEGORY_NAME_MAX = 100
+
+
+def _category_name(name) -> str:
+    name = " ".join(str(name or "").split())
+    if not name:
+        raise ValidationFailed("Give the category a name.", errors={"name": ["Missing data for required field."]})
+    if len(name) > CATEGORY_NAME_MAX:
+        raise ValidationFailed(f"A category name has at most {CATEGORY_NAME_MAX} characters.",
+                               errors={"name": [f"Longer than {CATEGORY_NAME_MAX} characters."]})
+    return name
+
+
+def _check_sibling_name(session, timebank_id: int, parent_id: int | None, name: str, *, exclude_id=None) -> None:
+    query = select(Category).where(Category.timebank_id == timebank_id, Category.parent_id.is_(None)
+                                   if parent_id is None else Category.parent_id == parent_id,
+                                   func.lower(Category.name) == name.lower())
+    if exclude_id is not None:
+        query = query.where(Category.id != exclude_id)
+    if session.scalar(query) is not None:
+        raise Conflict(f"There is already a category called {name!r} here.", code="category_exists")
+
+
+def category_in(session, timebank_id: int, category_id) -> Category:
+    """A category of this time bank, or NotFound (a category of another bank does not exist for the caller)."""
+    valid = isinstance(category_id, int) and not isinstance(category_id, bool) and 0 < category_id < 2 ** 63
+    category = session.get(Category, category_id) if valid else None
+    if category is None or category.timebank_id != timebank_id:
+        raise NotFound("There is no such category.", code="category_not_found")
+    return category
+
+
+def create_category(session, *, timebank: TimeBank, name: str, parent_id: int | None = None, actor=None,
+                    default_coproduction_type: str | None = None, default_outcome_area: str | None = None) -> Category:
+    """A new category, at the top or under a top-level category (the list is two levels deep)."""
+    name = _category_name(name)
+    parent = None
+    if parent_id is not None:
+        parent = category_in(session, timebank.id, parent_id)
+        if parent.parent_id is not None:
+            raise ValidationFailed("Put a new category under a top-level category.",
+                                   errors={"parent_id": ["Must be a top-level category."]})
+        if parent.is_retired:
+            raise Conflict(f"{parent.name!r} is retired; restore it first.", code="category_retired")
+    _check_sibling_name(session, timebank.id, parent_id, name)
+    category = Category(timebank_id=timebank.id, parent_id=parent_id, name=name,
+                        default_coproduction_type=default_coproduction_type or
+                        (parent.default_coproduction_type if parent else None),
+                        default_outcome_area=default_outcome_area or (parent.default_outcome_area if parent else None))
+    session.add(category)
+    session.flush()
+    log_audit(session, "category.created", actor_user_id=getattr(actor, "id", None), timebank_id=timebank.id,
+              target_type="category", target_id=category.id, name=name)
+    return category
+
+
+def rename_category(session, category: Category, *, name: str, actor=None) -> Category:
+    name = _category_name(name)
+    if name == category.name:
+        return category
+    _check_sibling_name(session, category.timebank_id, category.parent_id, name, exclude_id=category.id)
+    old = category.name
+    category.name = name
+    session.flush()
+    log_audit(session, "category.renamed", actor_user_id=getattr(actor, "id", None),
+              timebank_id=category.timebank_id, target_type="category", target_id=category.id, old=old, new=name)
+    return category
+
+
+def retire_category(session, category: Category, *, actor=None) -> Category:
+    """Stop offering a category (and its sub-categories) for new offers, requests and skills. Everything that
+    already uses it keeps it, so history and reports do not change."""
+    if category.is_retired:
+        raise Conflict(f"{category.name!r} is already retired.", code="category_retired")
+    now = utcnow()
+    category.retired_at = now
+    for child in session.scalars(select(Category).where(Category.parent_id == category.id,
+                                                        Category.retired_at.is_(None))):
+        child.retired_at = now
+    session.flush()
+    log_audit(session, "category.retired", actor_user_id=getattr(actor, "id", None),
+              timebank_id=category.timebank_id, target_type="category", target_id=category.id, name=category.name)
+    return category
+
+
+def restore_category(session, category: Category, *, actor=None) -> Category:
+    if not category.is_retired:
+        raise Conflict(f"{category.name!r} is in use already.", code="category_not_retired")
+    if category.parent is not None and category.parent.is_retired:
+        raise Conflict(f"Restore {category.parent.name!r} first.", code="category_retired")
+    category.retired_at = None
+    session.flush()
+    log_audit(session, "category.restored", actor_user_id=getattr(actor, "id", None),
+              timebank_id=category.timebank_id, target_type="category", target_id=category.id, name=category.name)
+    return category
+
+
 def timebank_by_slug(session, slug: str) -> TimeBank:
     timebank = session.scalar(select(TimeBank).where(TimeBank.slug == slug))
     if timebank is None:
@@ -72,6 +172,8 @@ def create_user(session, *, email: str, display_name: str, password: str | None 
         raise ValidationFailed("Enter a real email address.", errors={"email": ["Not a valid email address."]})
     if user_by_email(session, email) is not None:
         raise Conflict("An account with that email already exists.", code="email_taken")
+    if password is not None:
+        check_password_policy(password)
     user = User(email=email, display_name=display_name.strip() or email.split("@")[0],
                 password_hash=hash_password(password) if password else None)
     session.add(user)
@@ -102,8 +204,22 @@ def open_member_account(session, membership: Membership, timebank: TimeBank) -> 
         session.flush()
 
 
+ORGANISATION_KINDS = ("council", "nhs", "school", "charity", "community_group", "business", "other")
+
+
 def create_organisation(session, *, timebank: TimeBank, name: str, kind: str = "charity", area: str | None = None,
                         floor_minutes: int | None = None) -> Organisation:
+    name, area = " ".join(str(name or "").split()), (" ".join(str(area).split()) or None) if area else None
+    errors = {}
+    if not name or len(name) > 200:
+        errors["name"] = ["Give a name of 1 to 200 characters."]
+    if kind not in ORGANISATION_KINDS:
+        errors["kind"] = [f"Must be one of {', '.join(ORGANISATION_KINDS)}."]
+    if area is not None and len(area) > 100:
+        errors["area"] = ["At most 100 characters."]
+    if errors:
+        raise ValidationFailed("Give the organisation a name (up to 200 characters), a kind from the list and an "
+                               "area of up to 100 characters.", errors=errors)
     if session.scalar(select(Organisation).where(Organisation.timebank_id == timebank.id,
                                                  Organisation.name == name.strip())):
         raise Conflict(f"An organisation called {name!r} already exists in this time bank.",
@@ -307,11 +423,40 @@ def update_timebank_settings(session, timebank: TimeBank, *, actor, **values) ->
     return timebank
 
 
+KEEP = object()  # "leave this as it is", where None means "clear it"
+
+
+def check_coordinates(coordinates) -> tuple[float | None, float | None]:
+    """(latitude, longitude) within range, or (None, None). Raises ValidationFailed naming the field."""
+    if coordinates is None:
+        return None, None
+    latitude, longitude = coordinates
+    if latitude is None and longitude is None:
+        return None, None
+    if (latitude is None) != (longitude is None):
+        missing = "latitude" if latitude is None else "longitude"
+        raise ValidationFailed("Give both latitude and longitude, or leave both empty.",
+                               errors={missing: ["Give both latitude and longitude, or neither."]})
+    errors = {}
+    for name, value, limit in (("latitude", latitude, 90), ("longitude", longitude, 180)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or not -limit <= value <= limit:
+            errors[name] = [f"Must be a number from -{limit} to {limit}."]
+    if errors:
+        raise ValidationFailed("Latitude is from -90 to 90 and longitude from -180 to 180 (for example 54.97 and "
+                               "-1.61); leave both empty if you prefer.", errors=errors)
+    return round(float(latitude), 6), round(float(longitude), 6)
+
+
 def update_profile(session, membership: Membership, *, bio=None, ward=None, postcode_district=None,
                    availability: int | None = None, skill_ids: list[int] | None = None,
                    demographics_consent: bool | None = None, age_band=None, gender=None, disability=None,
-                   display_name=None, phone=None, preferred_contact=None) -> Membership:
-    """A member's own profile. Demographics are kept only with consent; withdrawing consent clears them."""
+                   display_name=None, phone=None, preferred_contact=None, coordinates=KEEP) -> Membership:
+    """A member's own profile. Demographics are kept only with consent; withdrawing consent clears them.
+    `coordinates` is (latitude, longitude) in degrees, or None to clear them; matching uses it for distance."""
+    if coordinates is not KEEP:
+        latitude, longitude = check_coordinates(coordinates)
+        membership.latitude, membership.longitude = latitude, longitude
     if availability is not None:
         if not 0 <= availability < (1 << 21):
             raise ValidationFailed("Availability has 21 slots.", errors={"availability": ["Out of range."]})
@@ -323,9 +468,11 @@ def update_profile(session, membership: Membership, *, bio=None, ward=None, post
     if postcode_district is not None:
         membership.postcode_district = postcode_district.strip().upper()[:10] or None
     if skill_ids is not None:
+        # A retired category may be kept by those who had it, but not newly chosen.
+        kept = {c.id for c in membership.skills}
         chosen = session.scalars(select(Category).where(Category.timebank_id == membership.timebank_id,
                                                         Category.id.in_(skill_ids))).all() if skill_ids else []
-        membership.skills = list(chosen)
+        membership.skills = [c for c in chosen if c.retired_at is None or c.id in kept]
     if demographics_consent is not None:
         membership.demographics_consent = demographics_consent
         if demographics_consent:

@@ -614,11 +614,41 @@ def parse_amount(text: str, unit: str) -> int | None:
     return None
 
 
+CSV_MAX_BYTES = 200_000
+
+
+def csv_text_from_upload(data: bytes) -> str:
+    """An uploaded participants file as text, or CsvInvalid in plain words: too big, not text, not UTF-8."""
+    if len(data) > CSV_MAX_BYTES:
+        raise CsvInvalid(f"The file is too big: a participants file can be up to {CSV_MAX_BYTES // 1000} KB. "
+                         "Nothing was recorded.")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise CsvInvalid("This file is not in UTF-8 (it is UTF-16, which Excel calls 'Unicode text'). In your "
+                         "spreadsheet choose 'Save as' and 'CSV UTF-8', then upload it again. Nothing was recorded.")
+    if b"\x00" in data:
+        raise CsvInvalid("This file is not a CSV text file (it looks like a spreadsheet or another binary file). "
+                         "Save it as 'CSV UTF-8' and upload it again. Nothing was recorded.")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise CsvInvalid("This file is not in UTF-8. In your spreadsheet choose 'Save as' and 'CSV UTF-8', then "
+                         "upload it again. Nothing was recorded.") from None
+
+
 def parse_participants_csv(session, timebank: TimeBank, text: str) -> CsvPreview:
     """Read 'member,hours' (or 'email,minutes') rows; every bad row gets its own message. Posts nothing."""
     preview = CsvPreview()
-    reader = csv.reader(io.StringIO(text or ""))
-    rows = [r for r in reader if any(c.strip() for c in r)]
+    if len((text or "").encode("utf-8", "surrogatepass")) > CSV_MAX_BYTES:
+        preview.error = f"The list is too long: up to {CSV_MAX_BYTES // 1000} KB of participants at a time."
+        return preview
+    if "\x00" in (text or ""):
+        preview.error = "The list contains characters that are not text (NUL bytes)."
+        return preview
+    try:
+        rows = [r for r in csv.reader(io.StringIO(text or "")) if any(c.strip() for c in r)]
+    except csv.Error as exc:  # e.g. a field longer than the csv module allows
+        preview.error = f"The file could not be read as CSV ({exc}). Check it has one member and amount per line."
+        return preview
     if not rows:
         preview.error = "The file is empty."
         return preview

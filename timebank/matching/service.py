@@ -33,6 +33,8 @@ def _check_common(session, timebank: TimeBank, *, title: str, category_id: int, 
     category = session.get(Category, category_id) if category_id else None
     if category is None or category.timebank_id != timebank.id:
         errors["category_id"] = ["Choose a category of this time bank."]
+    elif category.retired_at is not None:
+        errors["category_id"] = [f"{category.name!r} is no longer used; choose another category."]
     if not 0 <= (availability or 0) < (1 << 21):
         errors["availability"] = ["Availability is 21 bits (day * 3 + part)."]
     if errors:

@@ -71,7 +71,8 @@ def _members(timebank_id: int, exclude: int | None = None) -> list[Membership]:
 
 def _categories(timebank_id: int) -> list[Category]:
     return list(db.session.scalars(select(Category).where(Category.timebank_id == timebank_id,
-                                                          Category.parent_id.is_not(None)).order_by(Category.name)))
+                                                          Category.parent_id.is_not(None),
+                                                          Category.retired_at.is_(None)).order_by(Category.name)))
 
 
 def _names(exchanges) -> dict:
@@ -239,7 +240,7 @@ def _activity_form(organisation: Organisation | None, organisations, timebank_id
     text = form.get("csv", "")
     upload = request.files.get("csv_file")
     if upload and upload.filename:
-        text = upload.read(200_000).decode("utf-8-sig", errors="replace")
+        text = service.csv_text_from_upload(upload.read(service.CSV_MAX_BYTES + 1))
     happened_on = _date_from_form(form)
     if happened_on is None:
         raise DomainError("Enter the date of the activity.", code="validation_error")

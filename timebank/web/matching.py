@@ -29,7 +29,8 @@ def _broker():
 
 
 def _categories(timebank_id):
-    rows = db.session.scalars(select(Category).where(Category.timebank_id == timebank_id)
+    rows = db.session.scalars(select(Category).where(Category.timebank_id == timebank_id,
+                                                     Category.retired_at.is_(None))  # retired: not for new listings
                               .order_by(Category.parent_id.is_not(None), Category.name)).all()
     parents = {c.id: c for c in rows if c.parent_id is None}
     out = []

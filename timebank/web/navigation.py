@@ -28,7 +28,8 @@ def navigation_for() -> list[dict]:
                   ("Offers & requests", "matching.listings")]
     if roles & {"broker", "admin"}:
         items += [("Members", "people.directory"), ("Onboarding", "people.onboarding_queue"),
-                  ("Broker desk", "exchanges.broker_desk"), ("Matching", "matching.workbench")]
+                  ("Broker desk", "exchanges.broker_desk"), ("Matching", "matching.workbench"),
+                  ("Categories", "people.categories")]
     if roles & {"commissioner", "broker", "admin"}:
         items += [("Impact", "reports.dashboard")]
     if "admin" in roles:

@@ -13,7 +13,7 @@ from timebank.community import queries
 from timebank.community import service as people
 from timebank.community.models import ROLES, SAFETY_CHECK_LEVELS, Category, Membership, TimeBank
 from timebank.community.permissions import authorize, can, role_in, timebanks_where
-from timebank.errors import DomainError, Forbidden
+from timebank.errors import DomainError, Forbidden, ValidationFailed
 from timebank.extensions import db
 from timebank.web.ratelimit import init_rate_limits
 
@@ -64,6 +64,21 @@ def _int(name: str, default=None):
         raise DomainError(f"Enter {name.replace('_', ' ')} as a whole number.", status=422) from None
 
 
+def _coordinates():
+    """The profile form's latitude and longitude: both empty clears them; otherwise both must be numbers."""
+    raw = [request.form.get(name, "").strip()[:40] for name in ("latitude", "longitude")]
+    if not any(raw):
+        return None
+    values = []
+    for name, text in zip(("latitude", "longitude"), raw):
+        try:
+            values.append(float(text.replace(",", ".")) if text else None)
+        except ValueError:
+            raise ValidationFailed(f"Enter the {name} as a number, for example 54.97 or -1.61.",
+                                   errors={name: ["Not a number."]}) from None
+    return tuple(values)
+
+
 # --- join and password reset -------------------------------------------------------------------------------------
 
 @bp.route("/join", methods=["GET", "POST"])
@@ -73,8 +88,9 @@ def join():
         try:
             timebank = people.timebank_by_slug(db.session, request.form.get("timebank", ""))
             password = request.form.get("password", "")
-            if len(password) < 10:
-                raise DomainError("Choose a password of at least 10 characters.", status=422)
+            from timebank.community.auth import check_password_policy
+
+            check_password_policy(password)  # before the known-email branch, so both answer the same
             email = request.form.get("email", "")[:320]
             application = people.apply_to_join(db.session, timebank=timebank, email=email,
                                                display_name=request.form.get("display_name", "")[:120],
@@ -130,8 +146,9 @@ def reset_password(token):
 def profile():
     membership = _my_membership()
     authorize(current_user, "profile.edit_own", membership=membership)
-    categories = db.session.scalars(select(Category).where(Category.timebank_id == membership.timebank_id)
-                                    .order_by(Category.parent_id.is_not(None), Category.name)).all()
+    # Retired categories are not offered, except to those who already have them.
+    categories = [c for c in queries.categories(db.session, membership.timebank_id, include_retired=True)
+                  if c.retired_at is None or c in membership.skills]
     error = None
     if request.method == "POST":
         availability = 0
@@ -141,6 +158,7 @@ def profile():
         consent = request.form.get("demographics_consent") == "yes"
         disability = {"yes": True, "no": False}.get(request.form.get("disability", ""))
         try:
+            coordinates = _coordinates()
             people.update_profile(
                 db.session, membership, display_name=request.form.get("display_name", ""),
                 phone=request.form.get("phone", ""), preferred_contact=request.form.get("preferred_contact"),
@@ -148,7 +166,8 @@ def profile():
                 postcode_district=request.form.get("postcode_district", ""), availability=availability,
                 skill_ids=[int(s) for s in request.form.getlist("skill") if s.isdigit()],
                 demographics_consent=consent, age_band=request.form.get("age_band") or None,
-                gender=(request.form.get("gender") or "").strip()[:30] or None, disability=disability)
+                gender=(request.form.get("gender") or "").strip()[:30] or None, disability=disability,
+                coordinates=coordinates)
         except DomainError as exc:
             error = exc.message
         else:
@@ -371,12 +390,51 @@ def admin_settings():
                            error=error), status
 
 
+@bp.route("/categories", methods=["GET", "POST"])
+@login_required
+def categories():
+    """Brokers and admins keep the time bank's list of categories: add, rename, retire, restore."""
+    timebank = _acting_timebank("categories.manage")
+    error, status = None, 200
+    if request.method == "POST":
+        verb = request.form.get("action", "")
+        try:
+            if verb == "create":
+                parent_id = _int("parent_id")
+                category = people.create_category(db.session, timebank=timebank, actor=current_user,
+                                                  name=request.form.get("name", "")[:1000], parent_id=parent_id)
+                flash(f"Added the category {category.name}.", "success")
+            elif verb in ("rename", "retire", "restore"):
+                category = people.category_in(db.session, timebank.id, _int("category_id"))
+                if verb == "rename":
+                    old = category.name
+                    people.rename_category(db.session, category, name=request.form.get("name", "")[:1000],
+                                           actor=current_user)
+                    flash(f"Renamed {old} to {category.name}.", "success")
+                elif verb == "retire":
+                    people.retire_category(db.session, category, actor=current_user)
+                    flash(f"Retired {category.name}: it is no longer offered for new offers, requests and "
+                          "skills; what already uses it keeps it.", "info")
+                else:
+                    people.restore_category(db.session, category, actor=current_user)
+                    flash(f"{category.name} is in use again.", "success")
+            else:
+                raise ValidationFailed("Choose what to do: add, rename, retire or restore.")
+        except DomainError as exc:
+            db.session.rollback()
+            error, status = exc.message, exc.status
+        else:
+            return redirect(url_for("people.categories", timebank=request.values.get("timebank") or None))
+    return render_template("people/categories.html", timebank=timebank, error=error,
+                           tree=queries.category_tree(db.session, timebank.id)), status
+
+
 @bp.get("/admin/audit")
 @login_required
 def audit_log():
     timebank = _acting_timebank("audit.read")
     return render_template("people/audit_log.html", timebank=timebank,
-                           events=queries.audit_events(db.session, timebank.id))
+                           events=queries.audit_log(db.session, timebank.id))
 
 
 # Registered last so the limits wrap this blueprint's views as well as the log-in and token endpoints.

@@ -83,6 +83,11 @@ def download(fmt: str):
     report, slug, _tbs = _report()
     mime, render = FORMATS[fmt]
     name = f"impact-{slug or 'all'}-{report['period']['from']}-{report['period']['to']}.{fmt}"
+    from timebank.community.service import log_audit  # exports are sensitive actions, read in the audit log
+
+    for timebank in _tbs:
+        log_audit(db.session, "impact.exported", actor_user_id=current_user.id, timebank_id=timebank.id,
+                  target_type="timebank", target_id=timebank.id, format=fmt, period=report["period"])
     return Response(render(report), mimetype=mime.split(";")[0],
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
