@@ -158,18 +158,32 @@ def tags_for(session, timebank: TimeBank, category_id, tags: dict | None) -> dic
     ctype = tags.get("coproduction_type") or (category and category.default_coproduction_type) or "co_delivery"
     area = tags.get("outcome_area") or (category and category.default_outcome_area) or "other"
     subtype = tags.get("coproduction_subtype") or None
-    areas = set(OUTCOME_AREAS) | set((timebank.settings or {}).get("outcome_areas", []))
+    check_tags(timebank, ctype, subtype, area)
+    return {"coproduction_type": ctype, "coproduction_subtype": subtype, "outcome_area": area,
+            "substitutive": bool(tags.get("substitutive", False))}
+
+
+def outcome_areas_of(timebank: TimeBank) -> list[str]:
+    """The standard outcome areas, then the ones this time bank added."""
+    extra = [a for a in (timebank.settings or {}).get("outcome_areas", []) if a not in OUTCOME_AREAS]
+    return list(OUTCOME_AREAS) + extra
+
+
+def check_tags(timebank: TimeBank, ctype, subtype, area) -> None:
     errors = {}
     if ctype not in COPRODUCTION_TYPES:
         errors["coproduction_type"] = [f"Must be one of {', '.join(COPRODUCTION_TYPES)}."]
     elif subtype is not None and subtype not in COPRODUCTION_SUBTYPES[ctype]:
         errors["coproduction_subtype"] = [f"Must be one of {', '.join(COPRODUCTION_SUBTYPES[ctype])}."]
+    areas = outcome_areas_of(timebank)
     if area not in areas:
-        errors["outcome_area"] = [f"Must be one of {', '.join(sorted(areas))}."]
+        errors["outcome_area"] = [f"Must be one of {', '.join(areas)}."]
     if errors:
-        raise ValidationFailed("Some co-production tags are not known.", errors=errors)
-    return {"coproduction_type": ctype, "coproduction_subtype": subtype, "outcome_area": area,
-            "substitutive": bool(tags.get("substitutive", False))}
+        kinds = {"coproduction_type": "type of co-production", "coproduction_subtype": "finer kind of co-production",
+                 "outcome_area": "outcome area"}
+        raise ValidationFailed("This " + " and ".join(kinds[k] for k in errors) + " is not known"
+                               + (" for that type of co-production." if "coproduction_subtype" in errors else "."),
+                               errors=errors)
 
 
 def _kind(provider: Side, recipient: Side) -> str:
@@ -524,6 +538,9 @@ def record_group_activity(session, *, user: User, organisation_id: int, title: s
         raise ValidationFailed("Give the activity a title.", errors={"title": ["Required."]})
     if not participants:
         raise ValidationFailed("Add at least one participant.", errors={"participants": ["Empty."]})
+    if people_reached is not None and (not isinstance(people_reached, int) or people_reached < 0):
+        raise ValidationFailed("The number of people who benefited cannot be below zero.",
+                               errors={"people_reached": ["Must be zero or more."]})
     check_date(happened_on, timebank, today)
     org_side = Side(organisation=organisation)
     check_side_active(org_side, timebank)
@@ -722,3 +739,76 @@ def grant_from_pot(session, *, user: User, membership_id: int, minutes: int, rea
     notify(session, membership.user_id, "pot_grant",
            f"You received {hours_text(minutes)} from the community pot.", timebank_id=timebank.id)
     return transfer
+
+
+# --- re-tagging (reports only; the ledger is untouched) ----------------------------------------------------------
+
+RETAGGABLE = ("category_id", "coproduction_type", "coproduction_subtype", "outcome_area", "substitutive",
+              "collective")
+
+
+def retag_exchange(session, exchange_id: int, *, user: User, changes: dict, reason: str = "") -> dict:
+    """A broker changes the tags reports use on an existing exchange, in any status. Nothing in the ledger moves.
+
+    `changes` holds any of RETAGGABLE; a missing key keeps its value. Changing the type of co-production clears
+    a finer kind that no longer fits, unless a new one is given. A group activity's participants share the
+    activity's tags, so re-tagging one of them re-tags the activity and all its participants (and `collective`
+    stays true). Answers {field: [old, new]} for what changed (empty when nothing did); each change is audited.
+    """
+    exchange = get_exchange(session, exchange_id)
+    policy.require(policy.can_retag(session, user, exchange.timebank_id),
+                   "Only a broker can change the tags of an exchange.")
+    unknown = set(changes) - set(RETAGGABLE)
+    if unknown:
+        raise ValidationFailed("Only the report tags can be changed here.",
+                               errors={k: ["Not a tag."] for k in sorted(unknown)})
+    timebank = session.get(TimeBank, exchange.timebank_id)
+    current = {name: getattr(exchange, name) for name in RETAGGABLE}
+    wanted = {**current, **{k: v for k, v in changes.items()}}
+    if "coproduction_subtype" not in changes and wanted["coproduction_type"] != current["coproduction_type"]:
+        wanted["coproduction_subtype"] = None
+    wanted["coproduction_subtype"] = wanted["coproduction_subtype"] or None
+    if wanted["category_id"] is not None:
+        category = session.get(Category, wanted["category_id"])
+        if category is None or category.timebank_id != timebank.id:
+            raise ValidationFailed("That category does not exist in this time bank.",
+                                   errors={"category_id": ["Unknown category."]})
+    for flag in ("substitutive", "collective"):
+        if not isinstance(wanted[flag], bool):
+            raise ValidationFailed(f"Say yes or no for {flag}.", errors={flag: ["Must be true or false."]})
+    check_tags(timebank, wanted["coproduction_type"], wanted["coproduction_subtype"], wanted["outcome_area"])
+    if exchange.activity_id is not None and not wanted["collective"]:
+        raise ExchangeRuleBroken("Hours from a group activity are always collective.", code="activity_is_collective",
+                                 status=409)
+    diff = {name: [current[name], wanted[name]] for name in RETAGGABLE if current[name] != wanted[name]}
+    if not diff:
+        return {}
+    if exchange.activity_id is not None:
+        activity = session.get(GroupActivity, exchange.activity_id)
+        rows = list(session.scalars(select(Exchange).where(Exchange.activity_id == activity.id)))
+        for name in RETAGGABLE:
+            if name != "collective":
+                setattr(activity, name, wanted[name])
+        target_type, target_id = "group_activity", activity.id
+    else:
+        rows, target_type, target_id = [exchange], "exchange", exchange.id
+    for row in rows:
+        for name, (_old, new) in diff.items():
+            setattr(row, name, new)
+    session.flush()
+    log_audit(session, "exchange.retagged", actor_user_id=user.id, timebank_id=timebank.id, target_type=target_type,
+              target_id=target_id, exchange_ids=[r.id for r in rows], changes=diff, reason=(reason or "").strip())
+    return diff
+
+
+def tag_history(session, exchange: Exchange) -> list:
+    """Re-tagging events for this exchange (or its group activity), oldest first: who, when, old -> new."""
+    from timebank.community.models import AuditEvent
+
+    query = select(AuditEvent).where(AuditEvent.action == "exchange.retagged",
+                                     AuditEvent.timebank_id == exchange.timebank_id)
+    if exchange.activity_id is not None:
+        query = query.where(AuditEvent.target_type == "group_activity", AuditEvent.target_id == exchange.activity_id)
+    else:
+        query = query.where(AuditEvent.target_type == "exchange", AuditEvent.target_id == exchange.id)
+    return list(session.scalars(query.order_by(AuditEvent.at, AuditEvent.id)))

@@ -9,10 +9,11 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 from werkzeug.routing import BuildError
 
-from timebank.community.models import Category, Membership, Organisation, OrganisationRepresentative, User
+from timebank.community.models import (Category, Membership, Organisation, OrganisationRepresentative, TimeBank,
+                                       User)
 from timebank.errors import DomainError
 from timebank.exchanges import notifications, policy, queries, service
-from timebank.exchanges.models import NOTIFICATION_KINDS, OUTCOME_AREAS, COPRODUCTION_TYPES, Exchange
+from timebank.exchanges.models import COPRODUCTION_SUBTYPES, COPRODUCTION_TYPES, NOTIFICATION_KINDS, Exchange
 from timebank.extensions import db
 from timebank.ledger.models import Account
 
@@ -59,6 +60,14 @@ def _int(value) -> int | None:
         return int(value) if value not in (None, "") else None
     except ValueError:
         return None
+
+
+def _tags_from_form(form) -> dict:
+    """Co-production tags from a form; an empty choice is left to the category's defaults."""
+    return {"coproduction_type": form.get("coproduction_type") or None,
+            "coproduction_subtype": form.get("coproduction_subtype") or None,
+            "outcome_area": form.get("outcome_area") or None,
+            "substitutive": form.get("substitutive") == "yes"}
 
 
 def _members(timebank_id: int, exclude: int | None = None) -> list[Membership]:
@@ -144,7 +153,70 @@ def show_exchange(exchange_id):
                            can_resolve=exchange.status == "disputed"
                            and policy.can_resolve(db.session, current_user, exchange.timebank_id),
                            can_correct=exchange.status == "confirmed" and exchange.activity_id is None
-                           and policy.can_correct(db.session, current_user, exchange.timebank_id))
+                           and policy.can_correct(db.session, current_user, exchange.timebank_id),
+                           can_retag=policy.can_retag(db.session, current_user, exchange.timebank_id))
+
+
+TAG_FIELD_LABELS = {"category_id": "Kind of help", "coproduction_type": "Type of co-production",
+                    "coproduction_subtype": "Finer kind", "outcome_area": "Outcome area",
+                    "substitutive": "Substitutive or additive", "collective": "Individual or collective"}
+
+
+def _yes_no(form, name) -> bool | None:
+    return {"yes": True, "no": False}.get(form.get(name))
+
+
+def _tag_value_words(field: str, value) -> str:
+    if value is None:
+        return "not stated" if field != "category_id" else "Other"
+    if field == "category_id":
+        category = db.session.get(Category, value)
+        return category.name if category else f"category {value}"
+    if field == "substitutive":
+        return "substitutive" if value else "additive"
+    if field == "collective":
+        return "collective" if value else "individual"
+    return str(value).replace("_", " ")
+
+
+@bp.route("/<int:exchange_id>/tags", methods=["GET", "POST"])
+@login_required
+def retag(exchange_id):
+    """Broker: change the tags reports use on an exchange, with its history of changes."""
+    exchange = db.session.get(Exchange, exchange_id)
+    if exchange is None:
+        abort(404)
+    if not policy.can_retag(db.session, current_user, exchange.timebank_id):
+        abort(403)
+    error, status, form = None, 200, request.form
+    if request.method == "POST":
+        changes = {"category_id": _int(form.get("category_id")),
+                   "coproduction_type": form.get("coproduction_type", ""),
+                   "coproduction_subtype": form.get("coproduction_subtype") or None,
+                   "outcome_area": form.get("outcome_area", "")}
+        for flag in ("substitutive", "collective"):
+            if _yes_no(form, flag) is not None:
+                changes[flag] = _yes_no(form, flag)
+        try:
+            diff = service.retag_exchange(db.session, exchange.id, user=current_user, changes=changes,
+                                          reason=form.get("reason", ""))
+        except DomainError as exc:
+            db.session.rollback()
+            error, status = exc.message, (exc.status if 400 <= exc.status < 500 else 422)
+        else:
+            flash("Tags saved. Reports now count these hours under the new tags." if diff
+                  else "Nothing changed.", "success")
+            return redirect(url_for("exchanges.retag", exchange_id=exchange.id))
+    values = form if error else {name: getattr(exchange, name) for name in service.RETAGGABLE}
+    history = service.tag_history(db.session, exchange)
+    people = {u.id: u.display_name for u in db.session.scalars(
+        select(User).where(User.id.in_({e.actor_user_id for e in history if e.actor_user_id})))}
+    timebank = db.session.get(TimeBank, exchange.timebank_id)
+    return render_template("exchanges/tags.html", exchange=exchange, names=_names([exchange]), error=error,
+                           form=form, values=values, history=history, people=people,
+                           categories=_categories(exchange.timebank_id),
+                           outcome_areas=service.outcome_areas_of(timebank), subtypes=COPRODUCTION_SUBTYPES,
+                           field_labels=TAG_FIELD_LABELS, describe=_tag_value_words), status
 
 
 @bp.post("/<int:exchange_id>/<action>")
@@ -248,9 +320,8 @@ def _activity_form(organisation: Organisation | None, organisations, timebank_id
         activity = service.record_group_activity(
             db.session, user=current_user, organisation_id=organisation.id, title=form.get("title", ""),
             happened_on=happened_on, participants=preview.participants,
-            category_id=_int(form.get("category_id")),
-            tags={"outcome_area": form.get("outcome_area") or None,
-                  "coproduction_type": form.get("coproduction_type") or None})
+            category_id=_int(form.get("category_id")), tags=_tags_from_form(form),
+            people_reached=_int(form.get("people_reached")))
         return activity, preview, text
     return None, preview, text
 
@@ -273,7 +344,8 @@ def broker_desk():
                 exchange = service.record_exchange(
                     db.session, user=current_user, provider_id=_int(form.get("provider_id")),
                     recipient_id=_int(form.get("recipient_id")), minutes=minutes, happened_on=happened_on,
-                    description=form.get("description", ""), category_id=_int(form.get("category_id")))
+                    description=form.get("description", ""), category_id=_int(form.get("category_id")),
+                    tags=_tags_from_form(form))
                 flash(f"Recorded: {service.describe(db.session, exchange)}.", "success")
                 return redirect(url_for("exchanges.broker_desk"))
             if task == "grant":
@@ -303,7 +375,8 @@ def broker_desk():
                            categories=_categories(timebank_id), disputes=disputes, names=_names(disputes),
                            pot=queries.pot_summary(db.session, timebank_id), hours=service.hours_text,
                            preview=preview, csv_text=csv_text, form=request.form, today=dt.date.today(),
-                           outcome_areas=OUTCOME_AREAS, coproduction_types=COPRODUCTION_TYPES), status
+                           outcome_areas=service.outcome_areas_of(membership.timebank),
+                           subtypes=COPRODUCTION_SUBTYPES), status
 
 
 @bp.route("/organisations/<int:organisation_id>", methods=["GET", "POST"])
@@ -346,5 +419,6 @@ def organisation_desk(organisation_id):
     return render_template("exchanges/organisation.html", organisation=organisation, account=account,
                            members=_members(organisation.timebank_id), hours=service.hours_text, preview=preview,
                            csv_text=csv_text, form=request.form, today=dt.date.today(),
-                           categories=_categories(organisation.timebank_id), outcome_areas=OUTCOME_AREAS,
-                           coproduction_types=COPRODUCTION_TYPES), status
+                           categories=_categories(organisation.timebank_id),
+                           outcome_areas=service.outcome_areas_of(organisation.timebank),
+                           subtypes=COPRODUCTION_SUBTYPES), status
