@@ -488,11 +488,34 @@ def spend_with_organisation(session, *, user: User, membership_id: int, organisa
 def organisation_exchange(session, *, user: User, provider_organisation_id: int, recipient_organisation_id: int,
                           minutes: int, happened_on: dt.date, description: str = "", category_id=None, tags=None,
                           today: dt.date | None = None) -> Exchange:
-    """Agency-to-agency: posts at once when the paying organisation logs it, else waits for it."""
-    return log_exchange(session, user=user, provider_organisation_id=provider_organisation_id,
-                        recipient_organisation_id=recipient_organisation_id, minutes=minutes,
-                        happened_on=happened_on, description=description, category_id=category_id, tags=tags,
-                        today=today)
+    """Agency-to-agency: posts at once when the paying organisation logs it, else waits for it.
+    A broker who represents neither records it (posts at once, audited)."""
+    kwargs = dict(provider_organisation_id=provider_organisation_id,
+                  recipient_organisation_id=recipient_organisation_id, minutes=minutes, happened_on=happened_on,
+                  description=description, category_id=category_id, tags=tags, today=today)
+    if not (policy.represents(session, user, provider_organisation_id)
+            or policy.represents(session, user, recipient_organisation_id)):
+        provider = resolve_side(session, organisation_id=provider_organisation_id)
+        if policy.can_record(session, user, provider.organisation.timebank_id):
+            return record_exchange(session, user=user, **kwargs)
+    return log_exchange(session, user=user, **kwargs)
+
+
+def charge_member(session, *, user: User, organisation_id: int, membership_id: int, minutes: int,
+                  happened_on: dt.date, description: str = "", category_id=None, tags=None,
+                  today: dt.date | None = None) -> Exchange:
+    """An organisation asks a member to pay for a place, a room or a course: it waits for the member to confirm.
+    A broker (not a representative) records it at once for a member who is not online."""
+    organisation = session.get(Organisation, organisation_id)
+    if organisation is None:
+        raise ExchangeRuleBroken("There is no such organisation.", code="unknown_organisation", status=404)
+    policy.require(policy.can_credit(session, user, organisation),
+                   "Only the organisation's representatives or a broker can do this.")
+    kwargs = dict(provider_organisation_id=organisation_id, recipient_id=membership_id, minutes=minutes,
+                  happened_on=happened_on, description=description, category_id=category_id, tags=tags, today=today)
+    if policy.represents(session, user, organisation_id):
+        return log_exchange(session, user=user, **kwargs)
+    return record_exchange(session, user=user, **kwargs)
 
 
 # --- auto-confirm ------------------------------------------------------------------------------------------------

@@ -62,6 +62,14 @@ def _int(value) -> int | None:
         return None
 
 
+def _side_from_form(form, side: str) -> dict:
+    """A member's id, or 'org-<id>' for an organisation, as the service's keyword arguments."""
+    value = form.get(f"{side}_id") or ""
+    if value.startswith("org-"):
+        return {f"{side}_organisation_id": _int(value[4:])}
+    return {f"{side}_id": _int(value)}
+
+
 def _tags_from_form(form) -> dict:
     """Co-production tags from a form; an empty choice is left to the category's defaults."""
     return {"coproduction_type": form.get("coproduction_type") or None,
@@ -136,6 +144,44 @@ def new_exchange():
     return render_template("exchanges/new.html", members=_members(membership.timebank_id, exclude=membership.id),
                            categories=_categories(membership.timebank_id), error=error, form=form,
                            today=dt.date.today()), (422 if error else 200)
+
+
+def _organisations(timebank_id: int, exclude: int | None = None) -> list[Organisation]:
+    rows = db.session.scalars(select(Organisation).where(Organisation.timebank_id == timebank_id,
+                                                         Organisation.status == "active",
+                                                         Organisation.account_id.is_not(None))
+                              .order_by(Organisation.name))
+    return [o for o in rows if o.id != exclude]
+
+
+@bp.route("/spend", methods=["GET", "POST"])
+@login_required
+def spend():
+    """A member pays an organisation in hours: a place on its activity, a room, a course. Counts at once."""
+    membership = _membership()
+    error, form = None, request.form
+    if request.method == "POST":
+        organisation_id = _int(form.get("organisation_id"))
+        minutes, happened_on = _minutes_from_form(form), _date_from_form(form)
+        if organisation_id is None or minutes is None or happened_on is None:
+            error = "Choose the organisation, and enter the time as hours and minutes and a real date."
+        else:
+            try:
+                exchange = service.spend_with_organisation(
+                    db.session, user=current_user, membership_id=membership.id, organisation_id=organisation_id,
+                    minutes=minutes, happened_on=happened_on, description=form.get("description", ""),
+                    category_id=_int(form.get("category_id")))
+            except DomainError as exc:
+                db.session.rollback()
+                error = exc.message
+            else:
+                flash(f"Paid: {service.hours_text(exchange.minutes)} to "
+                      f"{service.side_of(db.session, exchange, 'provider').name}.", "success")
+                return redirect(url_for("exchanges.show_exchange", exchange_id=exchange.id))
+    account = queries.account_of(db.session, membership)
+    return render_template("exchanges/spend.html", organisations=_organisations(membership.timebank_id),
+                           categories=_categories(membership.timebank_id), error=error, form=form,
+                           account=account, hours=service.hours_text, today=dt.date.today()), (422 if error else 200)
 
 
 @bp.get("/<int:exchange_id>")
@@ -342,8 +388,8 @@ def broker_desk():
                     raise DomainError("Enter the time as hours and minutes, and a real date.",
                                       code="validation_error")
                 exchange = service.record_exchange(
-                    db.session, user=current_user, provider_id=_int(form.get("provider_id")),
-                    recipient_id=_int(form.get("recipient_id")), minutes=minutes, happened_on=happened_on,
+                    db.session, user=current_user, **_side_from_form(form, "provider"),
+                    **_side_from_form(form, "recipient"), minutes=minutes, happened_on=happened_on,
                     description=form.get("description", ""), category_id=_int(form.get("category_id")),
                     tags=_tags_from_form(form))
                 flash(f"Recorded: {service.describe(db.session, exchange)}.", "success")
@@ -402,6 +448,29 @@ def organisation_desk(organisation_id):
                     description=form.get("description", ""))
                 flash(f"Credited: {service.describe(db.session, exchange)}.", "success")
                 return redirect(url_for("exchanges.organisation_desk", organisation_id=organisation.id))
+            if form.get("task") in ("charge", "partner"):
+                minutes, happened_on = _minutes_from_form(form), _date_from_form(form)
+                other = _int(form.get("member_id" if form.get("task") == "charge" else "partner_id"))
+                if minutes is None or happened_on is None or other is None:
+                    raise DomainError("Choose who, and enter the time as hours and minutes and a real date.",
+                                      code="validation_error")
+                common = dict(user=current_user, minutes=minutes, happened_on=happened_on,
+                              description=form.get("description", ""), category_id=_int(form.get("category_id")))
+                if form.get("task") == "charge":
+                    exchange = service.charge_member(db.session, organisation_id=organisation.id,
+                                                     membership_id=other, **common)
+                elif form.get("direction") == "received":
+                    exchange = service.organisation_exchange(db.session, provider_organisation_id=other,
+                                                             recipient_organisation_id=organisation.id, **common)
+                else:
+                    exchange = service.organisation_exchange(db.session, provider_organisation_id=organisation.id,
+                                                             recipient_organisation_id=other, **common)
+                if exchange.status == "confirmed":
+                    flash(f"Recorded: {service.describe(db.session, exchange)}.", "success")
+                else:
+                    flash(f"Logged: {service.describe(db.session, exchange)}. "
+                          "We have asked the other side to confirm it.", "success")
+                return redirect(url_for("exchanges.organisation_desk", organisation_id=organisation.id))
             if form.get("task") == "activity":
                 activity, preview, csv_text = _activity_form(organisation, None, organisation.timebank_id)
                 if activity is not None:
@@ -416,7 +485,11 @@ def organisation_desk(organisation_id):
             flash(exc.message, "error")
             status = exc.status if 400 <= exc.status < 500 else 422
     account = db.session.get(Account, organisation.account_id)
+    waiting = queries.waiting_for_organisation(db.session, organisation.id, current_user)
+    recent = queries.exchanges_of_organisation(db.session, organisation.id, limit=15)
     return render_template("exchanges/organisation.html", organisation=organisation, account=account,
+                           waiting=waiting, recent=recent, names=_names(waiting + recent),
+                           partners=_organisations(organisation.timebank_id, exclude=organisation.id),
                            members=_members(organisation.timebank_id), hours=service.hours_text, preview=preview,
                            csv_text=csv_text, form=request.form, today=dt.date.today(),
                            categories=_categories(organisation.timebank_id),
