@@ -171,3 +171,24 @@ def test_retag_page_for_broker_only(client, session, confirmed, login):
     assert "co delivery → co design" in page and "other → public health" in page
     assert (exchange.coproduction_type, exchange.coproduction_subtype, exchange.outcome_area) == (
         "co_design", "journey_mapping", "public_health")
+
+
+def test_broker_adds_an_outcome_area_then_uses_it(client, session, make_person, login, confirmed, timebank):
+    exchange, broker_u, alice_u, _ = confirmed
+    login(alice_u)
+    r = client.post("/exchanges/broker", data={"task": "outcome_area", "name": "Digital inclusion"})
+    assert r.status_code == 403
+    client.post("/logout")
+    login(broker_u)
+    r = client.post("/exchanges/broker", data={"task": "outcome_area", "name": "Digital inclusion"},
+                    follow_redirects=True)
+    page = r.get_data(as_text=True)
+    assert "Added the outcome area" in page and "<li>Digital inclusion</li>" in page
+    r = client.post("/exchanges/broker", data={"task": "outcome_area", "name": "digital  INCLUSION"})
+    assert r.status_code == 422 and "already has the outcome area" in r.get_data(as_text=True)
+    assert timebank.settings["outcome_areas"] == ["digital_inclusion"]
+    page = client.get(f"/exchanges/{exchange.id}/tags").get_data(as_text=True)
+    assert 'value="digital_inclusion"' in page
+    client.post(f"/exchanges/{exchange.id}/tags", data={"coproduction_type": "co_delivery",
+                                                         "outcome_area": "digital_inclusion"})
+    assert exchange.outcome_area == "digital_inclusion"

@@ -835,3 +835,23 @@ def tag_history(session, exchange: Exchange) -> list:
     else:
         query = query.where(AuditEvent.target_type == "exchange", AuditEvent.target_id == exchange.id)
     return list(session.scalars(query.order_by(AuditEvent.at, AuditEvent.id)))
+
+
+def add_outcome_area(session, *, user: User, timebank_id: int, name: str) -> str:
+    """A broker adds an outcome area to the time bank's list (e.g. 'digital inclusion'). Answers its key."""
+    policy.require(policy.can_retag(session, user, timebank_id), "Only a broker can add outcome areas.")
+    key = re.sub(r"[^a-z0-9]+", "_", (name or "").strip().lower()).strip("_")
+    if not key or len(key) > 50:
+        raise ValidationFailed("Name the outcome area in a few words (letters and numbers).",
+                               errors={"name": ["Between 1 and 50 letters or numbers."]})
+    timebank = session.get(TimeBank, timebank_id)
+    if key in outcome_areas_of(timebank):
+        raise ValidationFailed(f"The time bank already has the outcome area {key.replace('_', ' ')!r}.",
+                               code="outcome_area_exists", errors={"name": ["Already there."]})
+    settings = dict(timebank.settings or {})
+    settings["outcome_areas"] = list(settings.get("outcome_areas", [])) + [key]
+    timebank.settings = settings  # a new dict, so the JSON column is seen as changed
+    session.flush()
+    log_audit(session, "exchange.outcome_area_added", actor_user_id=user.id, timebank_id=timebank_id,
+              target_type="timebank", target_id=timebank_id, outcome_area=key)
+    return key

@@ -400,6 +400,11 @@ def broker_desk():
                                        minutes=minutes or 0, reason=form.get("reason", ""))
                 flash(f"Granted {service.hours_text(minutes)} from the pot.", "success")
                 return redirect(url_for("exchanges.broker_desk"))
+            if task == "outcome_area":
+                key = service.add_outcome_area(db.session, user=current_user, timebank_id=timebank_id,
+                                               name=form.get("name", ""))
+                flash(f"Added the outcome area {key.replace('_', ' ')!r}.", "success")
+                return redirect(url_for("exchanges.broker_desk") + "#outcome-areas")
             if task == "activity":
                 activity, preview, csv_text = _activity_form(None, None, timebank_id)
                 if activity is not None:
