@@ -7,14 +7,14 @@ from timebank.exchanges import policy, service
 
 ACTORS = ("logger", "other_side", "outsider", "broker", "commissioner", "rep", "suspended_party")
 EXPECTED = {
-    #                  confirm dispute cancel resolve record credit grant donate
-    "logger":          (False, False, True, False, False, False, False, True),
-    "other_side":      (True, True, False, False, False, False, False, True),
-    "outsider":        (False, False, False, False, False, False, False, True),
-    "broker":          (False, False, False, True, True, True, True, True),
-    "commissioner":    (False, False, False, False, False, False, False, False),
-    "rep":             (False, False, False, False, False, True, False, True),
-    "suspended_party": (False, False, False, False, False, False, False, False),
+    #                  confirm dispute cancel resolve record credit grant donate retag
+    "logger":          (False, False, True, False, False, False, False, True, False),
+    "other_side":      (True, True, False, False, False, False, False, True, False),
+    "outsider":        (False, False, False, False, False, False, False, True, False),
+    "broker":          (False, False, False, True, True, True, True, True, True),
+    "commissioner":    (False, False, False, False, False, False, False, False, False),
+    "rep":             (False, False, False, False, False, True, False, True, False),
+    "suspended_party": (False, False, False, False, False, False, False, False, False),
 }
 
 
@@ -42,7 +42,8 @@ def test_permission_matrix(session, world, actor, timebank):
     got = (policy.can_confirm(session, user, target), policy.can_dispute(session, user, target),
            policy.can_cancel(session, user, target), policy.can_resolve(session, user, timebank.id),
            policy.can_record(session, user, timebank.id), policy.can_credit(session, user, organisation),
-           policy.can_grant(session, user, timebank.id), policy.can_donate(session, user, timebank.id))
+           policy.can_grant(session, user, timebank.id), policy.can_donate(session, user, timebank.id),
+           policy.can_retag(session, user, timebank.id))
     assert got == EXPECTED[actor]
 
 

@@ -97,6 +97,25 @@ class CorrectIn(WriteIn):
     replacement = fields.Nested(ReplacementIn, load_default=None)
 
 
+class RetagIn(WriteIn):
+    category_id = fields.Integer(allow_none=True, strict=True)
+    coproduction_type = fields.String()
+    coproduction_subtype = fields.String(allow_none=True)
+    outcome_area = fields.String()
+    substitutive = fields.Boolean()
+    collective = fields.Boolean()
+    reason = fields.String(load_default="", validate=validate.Length(max=500))
+
+
+class TagChangeOut(Schema):
+    at = fields.DateTime()
+    by_user_id = fields.Integer(attribute="actor_user_id")
+    reason = fields.Function(lambda e: (e.detail or {}).get("reason", ""))
+    changes = fields.Function(lambda e: {k: {"old": v[0], "new": v[1]}
+                                         for k, v in (e.detail or {}).get("changes", {}).items()})
+    exchange_ids = fields.Function(lambda e: (e.detail or {}).get("exchange_ids", []))
+
+
 class ParticipantIn(Schema):
     member_id = fields.Integer(required=True, strict=True)
     minutes = fields.Integer(required=True, strict=True, validate=validate.Range(min=1))
@@ -310,6 +329,33 @@ def correct(body, exchange_id):
     old, new = service.correct_exchange(db.session, exchange_id, user=current_api_user(), reason=body["reason"],
                                         replacement=body.get("replacement"))
     return new or old
+
+
+@blp.route("/exchanges/<int:exchange_id>/retag", methods=["POST"])
+@token_required
+@idempotent
+@blp.arguments(RetagIn)
+@blp.response(200, ExchangeOut)
+@blp.doc(security=BEARER)
+def retag(body, exchange_id):
+    """Broker: change the report tags (category, type of co-production, outcome area, substitutive, collective)
+    of an exchange in any status. Only the fields sent change; the ledger is untouched; each change is audited."""
+    reason = body.pop("reason", "")
+    body.pop("idempotency_key", None)
+    service.retag_exchange(db.session, exchange_id, user=current_api_user(), changes=body, reason=reason)
+    return service.get_exchange(db.session, exchange_id)
+
+
+@blp.route("/exchanges/<int:exchange_id>/tag-changes", methods=["GET"])
+@blp.response(200, TagChangeOut(many=True))
+@blp.doc(security=BEARER)
+@token_required
+def tag_changes(exchange_id):
+    """Broker: who changed this exchange's tags, when, and from what to what (oldest first)."""
+    exchange = service.get_exchange(db.session, exchange_id)
+    policy.require(policy.can_retag(db.session, current_api_user(), exchange.timebank_id),
+                   "Only a broker can see the tag history.")
+    return service.tag_history(db.session, exchange)
 
 
 @blp.route("/activities", methods=["POST"])

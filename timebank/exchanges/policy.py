@@ -87,6 +87,8 @@ def can_resolve(session, user, timebank_id: int) -> bool:
 can_record = can_resolve
 can_correct = can_resolve
 can_grant = can_resolve
+# Re-tagging changes what reports say, never the ledger; brokers answer for the figures.
+can_retag = can_resolve
 
 
 def can_credit(session, user, organisation) -> bool:

@@ -58,3 +58,20 @@ def pot_summary(session, timebank_id: int, limit: int = 20) -> dict:
 
 def account_of(session, membership: Membership) -> Account | None:
     return session.get(Account, membership.account_id) if membership.account_id else None
+
+
+def exchanges_of_organisation(session, organisation_id: int, limit: int = 20) -> list[Exchange]:
+    return list(session.scalars(select(Exchange).where(or_(
+        Exchange.provider_organisation_id == organisation_id, Exchange.recipient_organisation_id == organisation_id),
+        Exchange.activity_id.is_(None))
+        .order_by(Exchange.happened_on.desc(), Exchange.id.desc()).limit(limit)))
+
+
+def waiting_for_organisation(session, organisation_id: int, user) -> list[Exchange]:
+    """Pending exchanges the other side logged, which this user may confirm for the organisation."""
+    from timebank.exchanges import policy
+
+    pending = session.scalars(select(Exchange).where(Exchange.status == "pending", or_(
+        Exchange.provider_organisation_id == organisation_id, Exchange.recipient_organisation_id == organisation_id))
+        .order_by(Exchange.id))
+    return [e for e in pending if policy.can_confirm(session, user, e)]

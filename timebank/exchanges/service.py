@@ -158,18 +158,32 @@ def tags_for(session, timebank: TimeBank, category_id, tags: dict | None) -> dic
     ctype = tags.get("coproduction_type") or (category and category.default_coproduction_type) or "co_delivery"
     area = tags.get("outcome_area") or (category and category.default_outcome_area) or "other"
     subtype = tags.get("coproduction_subtype") or None
-    areas = set(OUTCOME_AREAS) | set((timebank.settings or {}).get("outcome_areas", []))
+    check_tags(timebank, ctype, subtype, area)
+    return {"coproduction_type": ctype, "coproduction_subtype": subtype, "outcome_area": area,
+            "substitutive": bool(tags.get("substitutive", False))}
+
+
+def outcome_areas_of(timebank: TimeBank) -> list[str]:
+    """The standard outcome areas, then the ones this time bank added."""
+    extra = [a for a in (timebank.settings or {}).get("outcome_areas", []) if a not in OUTCOME_AREAS]
+    return list(OUTCOME_AREAS) + extra
+
+
+def check_tags(timebank: TimeBank, ctype, subtype, area) -> None:
     errors = {}
     if ctype not in COPRODUCTION_TYPES:
         errors["coproduction_type"] = [f"Must be one of {', '.join(COPRODUCTION_TYPES)}."]
     elif subtype is not None and subtype not in COPRODUCTION_SUBTYPES[ctype]:
         errors["coproduction_subtype"] = [f"Must be one of {', '.join(COPRODUCTION_SUBTYPES[ctype])}."]
+    areas = outcome_areas_of(timebank)
     if area not in areas:
-        errors["outcome_area"] = [f"Must be one of {', '.join(sorted(areas))}."]
+        errors["outcome_area"] = [f"Must be one of {', '.join(areas)}."]
     if errors:
-        raise ValidationFailed("Some co-production tags are not known.", errors=errors)
-    return {"coproduction_type": ctype, "coproduction_subtype": subtype, "outcome_area": area,
-            "substitutive": bool(tags.get("substitutive", False))}
+        kinds = {"coproduction_type": "type of co-production", "coproduction_subtype": "finer kind of co-production",
+                 "outcome_area": "outcome area"}
+        raise ValidationFailed("This " + " and ".join(kinds[k] for k in errors) + " is not known"
+                               + (" for that type of co-production." if "coproduction_subtype" in errors else "."),
+                               errors=errors)
 
 
 def _kind(provider: Side, recipient: Side) -> str:
@@ -474,11 +488,34 @@ def spend_with_organisation(session, *, user: User, membership_id: int, organisa
 def organisation_exchange(session, *, user: User, provider_organisation_id: int, recipient_organisation_id: int,
                           minutes: int, happened_on: dt.date, description: str = "", category_id=None, tags=None,
                           today: dt.date | None = None) -> Exchange:
-    """Agency-to-agency: posts at once when the paying organisation logs it, else waits for it."""
-    return log_exchange(session, user=user, provider_organisation_id=provider_organisation_id,
-                        recipient_organisation_id=recipient_organisation_id, minutes=minutes,
-                        happened_on=happened_on, description=description, category_id=category_id, tags=tags,
-                        today=today)
+    """Agency-to-agency: posts at once when the paying organisation logs it, else waits for it.
+    A broker who represents neither records it (posts at once, audited)."""
+    kwargs = dict(provider_organisation_id=provider_organisation_id,
+                  recipient_organisation_id=recipient_organisation_id, minutes=minutes, happened_on=happened_on,
+                  description=description, category_id=category_id, tags=tags, today=today)
+    if not (policy.represents(session, user, provider_organisation_id)
+            or policy.represents(session, user, recipient_organisation_id)):
+        provider = resolve_side(session, organisation_id=provider_organisation_id)
+        if policy.can_record(session, user, provider.organisation.timebank_id):
+            return record_exchange(session, user=user, **kwargs)
+    return log_exchange(session, user=user, **kwargs)
+
+
+def charge_member(session, *, user: User, organisation_id: int, membership_id: int, minutes: int,
+                  happened_on: dt.date, description: str = "", category_id=None, tags=None,
+                  today: dt.date | None = None) -> Exchange:
+    """An organisation asks a member to pay for a place, a room or a course: it waits for the member to confirm.
+    A broker (not a representative) records it at once for a member who is not online."""
+    organisation = session.get(Organisation, organisation_id)
+    if organisation is None:
+        raise ExchangeRuleBroken("There is no such organisation.", code="unknown_organisation", status=404)
+    policy.require(policy.can_credit(session, user, organisation),
+                   "Only the organisation's representatives or a broker can do this.")
+    kwargs = dict(provider_organisation_id=organisation_id, recipient_id=membership_id, minutes=minutes,
+                  happened_on=happened_on, description=description, category_id=category_id, tags=tags, today=today)
+    if policy.represents(session, user, organisation_id):
+        return log_exchange(session, user=user, **kwargs)
+    return record_exchange(session, user=user, **kwargs)
 
 
 # --- auto-confirm ------------------------------------------------------------------------------------------------
@@ -524,6 +561,9 @@ def record_group_activity(session, *, user: User, organisation_id: int, title: s
         raise ValidationFailed("Give the activity a title.", errors={"title": ["Required."]})
     if not participants:
         raise ValidationFailed("Add at least one participant.", errors={"participants": ["Empty."]})
+    if people_reached is not None and (not isinstance(people_reached, int) or people_reached < 0):
+        raise ValidationFailed("The number of people who benefited cannot be below zero.",
+                               errors={"people_reached": ["Must be zero or more."]})
     check_date(happened_on, timebank, today)
     org_side = Side(organisation=organisation)
     check_side_active(org_side, timebank)
@@ -752,3 +792,96 @@ def grant_from_pot(session, *, user: User, membership_id: int, minutes: int, rea
     notify(session, membership.user_id, "pot_grant",
            f"You received {hours_text(minutes)} from the community pot.", timebank_id=timebank.id)
     return transfer
+
+
+# --- re-tagging (reports only; the ledger is untouched) ----------------------------------------------------------
+
+RETAGGABLE = ("category_id", "coproduction_type", "coproduction_subtype", "outcome_area", "substitutive",
+              "collective")
+
+
+def retag_exchange(session, exchange_id: int, *, user: User, changes: dict, reason: str = "") -> dict:
+    """A broker changes the tags reports use on an existing exchange, in any status. Nothing in the ledger moves.
+
+    `changes` holds any of RETAGGABLE; a missing key keeps its value. Changing the type of co-production clears
+    a finer kind that no longer fits, unless a new one is given. A group activity's participants share the
+    activity's tags, so re-tagging one of them re-tags the activity and all its participants (and `collective`
+    stays true). Answers {field: [old, new]} for what changed (empty when nothing did); each change is audited.
+    """
+    exchange = get_exchange(session, exchange_id)
+    policy.require(policy.can_retag(session, user, exchange.timebank_id),
+                   "Only a broker can change the tags of an exchange.")
+    unknown = set(changes) - set(RETAGGABLE)
+    if unknown:
+        raise ValidationFailed("Only the report tags can be changed here.",
+                               errors={k: ["Not a tag."] for k in sorted(unknown)})
+    timebank = session.get(TimeBank, exchange.timebank_id)
+    current = {name: getattr(exchange, name) for name in RETAGGABLE}
+    wanted = {**current, **{k: v for k, v in changes.items()}}
+    if "coproduction_subtype" not in changes and wanted["coproduction_type"] != current["coproduction_type"]:
+        wanted["coproduction_subtype"] = None
+    wanted["coproduction_subtype"] = wanted["coproduction_subtype"] or None
+    if wanted["category_id"] is not None:
+        category = session.get(Category, wanted["category_id"])
+        if category is None or category.timebank_id != timebank.id:
+            raise ValidationFailed("That category does not exist in this time bank.",
+                                   errors={"category_id": ["Unknown category."]})
+    for flag in ("substitutive", "collective"):
+        if not isinstance(wanted[flag], bool):
+            raise ValidationFailed(f"Say yes or no for {flag}.", errors={flag: ["Must be true or false."]})
+    check_tags(timebank, wanted["coproduction_type"], wanted["coproduction_subtype"], wanted["outcome_area"])
+    if exchange.activity_id is not None and not wanted["collective"]:
+        raise ExchangeRuleBroken("Hours from a group activity are always collective.", code="activity_is_collective",
+                                 status=409)
+    diff = {name: [current[name], wanted[name]] for name in RETAGGABLE if current[name] != wanted[name]}
+    if not diff:
+        return {}
+    if exchange.activity_id is not None:
+        activity = session.get(GroupActivity, exchange.activity_id)
+        rows = list(session.scalars(select(Exchange).where(Exchange.activity_id == activity.id)))
+        for name in RETAGGABLE:
+            if name != "collective":
+                setattr(activity, name, wanted[name])
+        target_type, target_id = "group_activity", activity.id
+    else:
+        rows, target_type, target_id = [exchange], "exchange", exchange.id
+    for row in rows:
+        for name, (_old, new) in diff.items():
+            setattr(row, name, new)
+    session.flush()
+    log_audit(session, "exchange.retagged", actor_user_id=user.id, timebank_id=timebank.id, target_type=target_type,
+              target_id=target_id, exchange_ids=[r.id for r in rows], changes=diff, reason=(reason or "").strip())
+    return diff
+
+
+def tag_history(session, exchange: Exchange) -> list:
+    """Re-tagging events for this exchange (or its group activity), oldest first: who, when, old -> new."""
+    from timebank.community.models import AuditEvent
+
+    query = select(AuditEvent).where(AuditEvent.action == "exchange.retagged",
+                                     AuditEvent.timebank_id == exchange.timebank_id)
+    if exchange.activity_id is not None:
+        query = query.where(AuditEvent.target_type == "group_activity", AuditEvent.target_id == exchange.activity_id)
+    else:
+        query = query.where(AuditEvent.target_type == "exchange", AuditEvent.target_id == exchange.id)
+    return list(session.scalars(query.order_by(AuditEvent.at, AuditEvent.id)))
+
+
+def add_outcome_area(session, *, user: User, timebank_id: int, name: str) -> str:
+    """A broker adds an outcome area to the time bank's list (e.g. 'digital inclusion'). Answers its key."""
+    policy.require(policy.can_retag(session, user, timebank_id), "Only a broker can add outcome areas.")
+    key = re.sub(r"[^a-z0-9]+", "_", (name or "").strip().lower()).strip("_")
+    if not key or len(key) > 50:
+        raise ValidationFailed("Name the outcome area in a few words (letters and numbers).",
+                               errors={"name": ["Between 1 and 50 letters or numbers."]})
+    timebank = session.get(TimeBank, timebank_id)
+    if key in outcome_areas_of(timebank):
+        raise ValidationFailed(f"The time bank already has the outcome area {key.replace('_', ' ')!r}.",
+                               code="outcome_area_exists", errors={"name": ["Already there."]})
+    settings = dict(timebank.settings or {})
+    settings["outcome_areas"] = list(settings.get("outcome_areas", [])) + [key]
+    timebank.settings = settings  # a new dict, so the JSON column is seen as changed
+    session.flush()
+    log_audit(session, "exchange.outcome_area_added", actor_user_id=user.id, timebank_id=timebank_id,
+              target_type="timebank", target_id=timebank_id, outcome_area=key)
+    return key

@@ -9,10 +9,11 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 from werkzeug.routing import BuildError
 
-from timebank.community.models import Category, Membership, Organisation, OrganisationRepresentative, User
+from timebank.community.models import (Category, Membership, Organisation, OrganisationRepresentative, TimeBank,
+                                       User)
 from timebank.errors import DomainError
 from timebank.exchanges import notifications, policy, queries, service
-from timebank.exchanges.models import NOTIFICATION_KINDS, OUTCOME_AREAS, COPRODUCTION_TYPES, Exchange
+from timebank.exchanges.models import COPRODUCTION_SUBTYPES, COPRODUCTION_TYPES, NOTIFICATION_KINDS, Exchange
 from timebank.extensions import db
 from timebank.ledger.models import Account
 
@@ -59,6 +60,22 @@ def _int(value) -> int | None:
         return int(value) if value not in (None, "") else None
     except ValueError:
         return None
+
+
+def _side_from_form(form, side: str) -> dict:
+    """A member's id, or 'org-<id>' for an organisation, as the service's keyword arguments."""
+    value = form.get(f"{side}_id") or ""
+    if value.startswith("org-"):
+        return {f"{side}_organisation_id": _int(value[4:])}
+    return {f"{side}_id": _int(value)}
+
+
+def _tags_from_form(form) -> dict:
+    """Co-production tags from a form; an empty choice is left to the category's defaults."""
+    return {"coproduction_type": form.get("coproduction_type") or None,
+            "coproduction_subtype": form.get("coproduction_subtype") or None,
+            "outcome_area": form.get("outcome_area") or None,
+            "substitutive": form.get("substitutive") == "yes"}
 
 
 def _members(timebank_id: int, exclude: int | None = None) -> list[Membership]:
@@ -130,6 +147,44 @@ def new_exchange():
                            today=dt.date.today()), (422 if error else 200)
 
 
+def _organisations(timebank_id: int, exclude: int | None = None) -> list[Organisation]:
+    rows = db.session.scalars(select(Organisation).where(Organisation.timebank_id == timebank_id,
+                                                         Organisation.status == "active",
+                                                         Organisation.account_id.is_not(None))
+                              .order_by(Organisation.name))
+    return [o for o in rows if o.id != exclude]
+
+
+@bp.route("/spend", methods=["GET", "POST"])
+@login_required
+def spend():
+    """A member pays an organisation in hours: a place on its activity, a room, a course. Counts at once."""
+    membership = _membership()
+    error, form = None, request.form
+    if request.method == "POST":
+        organisation_id = _int(form.get("organisation_id"))
+        minutes, happened_on = _minutes_from_form(form), _date_from_form(form)
+        if organisation_id is None or minutes is None or happened_on is None:
+            error = "Choose the organisation, and enter the time as hours and minutes and a real date."
+        else:
+            try:
+                exchange = service.spend_with_organisation(
+                    db.session, user=current_user, membership_id=membership.id, organisation_id=organisation_id,
+                    minutes=minutes, happened_on=happened_on, description=form.get("description", ""),
+                    category_id=_int(form.get("category_id")))
+            except DomainError as exc:
+                db.session.rollback()
+                error = exc.message
+            else:
+                flash(f"Paid: {service.hours_text(exchange.minutes)} to "
+                      f"{service.side_of(db.session, exchange, 'provider').name}.", "success")
+                return redirect(url_for("exchanges.show_exchange", exchange_id=exchange.id))
+    account = queries.account_of(db.session, membership)
+    return render_template("exchanges/spend.html", organisations=_organisations(membership.timebank_id),
+                           categories=_categories(membership.timebank_id), error=error, form=form,
+                           account=account, hours=service.hours_text, today=dt.date.today()), (422 if error else 200)
+
+
 @bp.get("/<int:exchange_id>")
 @login_required
 def show_exchange(exchange_id):
@@ -145,7 +200,70 @@ def show_exchange(exchange_id):
                            can_resolve=exchange.status == "disputed"
                            and policy.can_resolve(db.session, current_user, exchange.timebank_id),
                            can_correct=exchange.status == "confirmed" and exchange.activity_id is None
-                           and policy.can_correct(db.session, current_user, exchange.timebank_id))
+                           and policy.can_correct(db.session, current_user, exchange.timebank_id),
+                           can_retag=policy.can_retag(db.session, current_user, exchange.timebank_id))
+
+
+TAG_FIELD_LABELS = {"category_id": "Kind of help", "coproduction_type": "Type of co-production",
+                    "coproduction_subtype": "Finer kind", "outcome_area": "Outcome area",
+                    "substitutive": "Substitutive or additive", "collective": "Individual or collective"}
+
+
+def _yes_no(form, name) -> bool | None:
+    return {"yes": True, "no": False}.get(form.get(name))
+
+
+def _tag_value_words(field: str, value) -> str:
+    if value is None:
+        return "not stated" if field != "category_id" else "Other"
+    if field == "category_id":
+        category = db.session.get(Category, value)
+        return category.name if category else f"category {value}"
+    if field == "substitutive":
+        return "substitutive" if value else "additive"
+    if field == "collective":
+        return "collective" if value else "individual"
+    return str(value).replace("_", " ")
+
+
+@bp.route("/<int:exchange_id>/tags", methods=["GET", "POST"])
+@login_required
+def retag(exchange_id):
+    """Broker: change the tags reports use on an exchange, with its history of changes."""
+    exchange = db.session.get(Exchange, exchange_id)
+    if exchange is None:
+        abort(404)
+    if not policy.can_retag(db.session, current_user, exchange.timebank_id):
+        abort(403)
+    error, status, form = None, 200, request.form
+    if request.method == "POST":
+        changes = {"category_id": _int(form.get("category_id")),
+                   "coproduction_type": form.get("coproduction_type", ""),
+                   "coproduction_subtype": form.get("coproduction_subtype") or None,
+                   "outcome_area": form.get("outcome_area", "")}
+        for flag in ("substitutive", "collective"):
+            if _yes_no(form, flag) is not None:
+                changes[flag] = _yes_no(form, flag)
+        try:
+            diff = service.retag_exchange(db.session, exchange.id, user=current_user, changes=changes,
+                                          reason=form.get("reason", ""))
+        except DomainError as exc:
+            db.session.rollback()
+            error, status = exc.message, (exc.status if 400 <= exc.status < 500 else 422)
+        else:
+            flash("Tags saved. Reports now count these hours under the new tags." if diff
+                  else "Nothing changed.", "success")
+            return redirect(url_for("exchanges.retag", exchange_id=exchange.id))
+    values = form if error else {name: getattr(exchange, name) for name in service.RETAGGABLE}
+    history = service.tag_history(db.session, exchange)
+    people = {u.id: u.display_name for u in db.session.scalars(
+        select(User).where(User.id.in_({e.actor_user_id for e in history if e.actor_user_id})))}
+    timebank = db.session.get(TimeBank, exchange.timebank_id)
+    return render_template("exchanges/tags.html", exchange=exchange, names=_names([exchange]), error=error,
+                           form=form, values=values, history=history, people=people,
+                           categories=_categories(exchange.timebank_id),
+                           outcome_areas=service.outcome_areas_of(timebank), subtypes=COPRODUCTION_SUBTYPES,
+                           field_labels=TAG_FIELD_LABELS, describe=_tag_value_words), status
 
 
 @bp.post("/<int:exchange_id>/<action>")
@@ -249,9 +367,8 @@ def _activity_form(organisation: Organisation | None, organisations, timebank_id
         activity = service.record_group_activity(
             db.session, user=current_user, organisation_id=organisation.id, title=form.get("title", ""),
             happened_on=happened_on, participants=preview.participants,
-            category_id=_int(form.get("category_id")),
-            tags={"outcome_area": form.get("outcome_area") or None,
-                  "coproduction_type": form.get("coproduction_type") or None})
+            category_id=_int(form.get("category_id")), tags=_tags_from_form(form),
+            people_reached=_int(form.get("people_reached")))
         return activity, preview, text
     return None, preview, text
 
@@ -272,9 +389,10 @@ def broker_desk():
                     raise DomainError("Enter the time as hours and minutes, and a real date.",
                                       code="validation_error")
                 exchange = service.record_exchange(
-                    db.session, user=current_user, provider_id=_int(form.get("provider_id")),
-                    recipient_id=_int(form.get("recipient_id")), minutes=minutes, happened_on=happened_on,
-                    description=form.get("description", ""), category_id=_int(form.get("category_id")))
+                    db.session, user=current_user, **_side_from_form(form, "provider"),
+                    **_side_from_form(form, "recipient"), minutes=minutes, happened_on=happened_on,
+                    description=form.get("description", ""), category_id=_int(form.get("category_id")),
+                    tags=_tags_from_form(form))
                 flash(f"Recorded: {service.describe(db.session, exchange)}.", "success")
                 return redirect(url_for("exchanges.broker_desk"))
             if task == "grant":
@@ -283,6 +401,11 @@ def broker_desk():
                                        minutes=minutes or 0, reason=form.get("reason", ""))
                 flash(f"Granted {service.hours_text(minutes)} from the pot.", "success")
                 return redirect(url_for("exchanges.broker_desk"))
+            if task == "outcome_area":
+                key = service.add_outcome_area(db.session, user=current_user, timebank_id=timebank_id,
+                                               name=form.get("name", ""))
+                flash(f"Added the outcome area {key.replace('_', ' ')!r}.", "success")
+                return redirect(url_for("exchanges.broker_desk") + "#outcome-areas")
             if task == "activity":
                 activity, preview, csv_text = _activity_form(None, None, timebank_id)
                 if activity is not None:
@@ -304,7 +427,8 @@ def broker_desk():
                            categories=_categories(timebank_id), disputes=disputes, names=_names(disputes),
                            pot=queries.pot_summary(db.session, timebank_id), hours=service.hours_text,
                            preview=preview, csv_text=csv_text, form=request.form, today=dt.date.today(),
-                           outcome_areas=OUTCOME_AREAS, coproduction_types=COPRODUCTION_TYPES), status
+                           outcome_areas=service.outcome_areas_of(membership.timebank),
+                           subtypes=COPRODUCTION_SUBTYPES), status
 
 
 @bp.route("/organisations/<int:organisation_id>", methods=["GET", "POST"])
@@ -330,6 +454,29 @@ def organisation_desk(organisation_id):
                     description=form.get("description", ""))
                 flash(f"Credited: {service.describe(db.session, exchange)}.", "success")
                 return redirect(url_for("exchanges.organisation_desk", organisation_id=organisation.id))
+            if form.get("task") in ("charge", "partner"):
+                minutes, happened_on = _minutes_from_form(form), _date_from_form(form)
+                other = _int(form.get("member_id" if form.get("task") == "charge" else "partner_id"))
+                if minutes is None or happened_on is None or other is None:
+                    raise DomainError("Choose who, and enter the time as hours and minutes and a real date.",
+                                      code="validation_error")
+                common = dict(user=current_user, minutes=minutes, happened_on=happened_on,
+                              description=form.get("description", ""), category_id=_int(form.get("category_id")))
+                if form.get("task") == "charge":
+                    exchange = service.charge_member(db.session, organisation_id=organisation.id,
+                                                     membership_id=other, **common)
+                elif form.get("direction") == "received":
+                    exchange = service.organisation_exchange(db.session, provider_organisation_id=other,
+                                                             recipient_organisation_id=organisation.id, **common)
+                else:
+                    exchange = service.organisation_exchange(db.session, provider_organisation_id=organisation.id,
+                                                             recipient_organisation_id=other, **common)
+                if exchange.status == "confirmed":
+                    flash(f"Recorded: {service.describe(db.session, exchange)}.", "success")
+                else:
+                    flash(f"Logged: {service.describe(db.session, exchange)}. "
+                          "We have asked the other side to confirm it.", "success")
+                return redirect(url_for("exchanges.organisation_desk", organisation_id=organisation.id))
             if form.get("task") == "activity":
                 activity, preview, csv_text = _activity_form(organisation, None, organisation.timebank_id)
                 if activity is not None:
@@ -344,8 +491,13 @@ def organisation_desk(organisation_id):
             flash(exc.message, "error")
             status = exc.status if 400 <= exc.status < 500 else 422
     account = db.session.get(Account, organisation.account_id)
+    waiting = queries.waiting_for_organisation(db.session, organisation.id, current_user)
+    recent = queries.exchanges_of_organisation(db.session, organisation.id, limit=15)
     return render_template("exchanges/organisation.html", organisation=organisation, account=account,
+                           waiting=waiting, recent=recent, names=_names(waiting + recent),
+                           partners=_organisations(organisation.timebank_id, exclude=organisation.id),
                            members=_members(organisation.timebank_id), hours=service.hours_text, preview=preview,
                            csv_text=csv_text, form=request.form, today=dt.date.today(),
-                           categories=_categories(organisation.timebank_id), outcome_areas=OUTCOME_AREAS,
-                           coproduction_types=COPRODUCTION_TYPES), status
+                           categories=_categories(organisation.timebank_id),
+                           outcome_areas=service.outcome_areas_of(organisation.timebank),
+                           subtypes=COPRODUCTION_SUBTYPES), status
