@@ -16,8 +16,11 @@ from timebank.extensions import db
               help="Slug of the new time bank (XL adds SLUG-2, SLUG-3...).")
 @click.option("--commit-every", type=int, default=None,
               help="Commit every N transfers (default: once at the end; 20000 for L and XL).")
-def seed_demo_command(size, seed, slug, commit_every):
-    """Build a realistic demo community through the app's own services."""
+@click.option("--via", type=click.Choice(["bulk", "services"]), default="bulk", show_default=True,
+              help="bulk: the rows the services write, validated in memory and written in batches (triggers on); "
+                   "services: one service call per event (the slow reference).")
+def seed_demo_command(size, seed, slug, commit_every, via):
+    """Build a realistic demo community: the rows the app's own services write, every ledger check on."""
     from timebank import demo
     from timebank.community.models import TimeBank
 
@@ -28,7 +31,7 @@ def seed_demo_command(size, seed, slug, commit_every):
         commit_every = 20_000
     try:
         demo.load_demo(db.session, size=size, seed=seed, slug=slug, echo=click.echo, progress=True,
-                       commit_every=commit_every)
+                       commit_every=commit_every, via=via)
     except DomainError as exc:
         db.session.rollback()
         raise click.ClickException(exc.message)
