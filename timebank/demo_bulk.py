@@ -127,6 +127,8 @@ class BulkWriter:
         self.pending: dict[int, Rec] = {}
         self.postings_of: dict[int, list[tuple[int, int]]] = {}
         self.keys: set[str] = set()
+        self._pot = None
+        self.activity_exchanges: dict[int, list[Rec]] = {}
         self.now = dt.datetime.combine(dt.date.today(), dt.time())
         self.rows = 0
         for account in session.scalars(select(Account).where(Account.timebank_id == timebank.id)):
@@ -237,9 +239,9 @@ class BulkWriter:
 
     def stamp_activity(self, activity, at: dt.datetime) -> None:
         activity.created_at = at
-        for exchange in self.new["exchange"]:
-            if exchange.activity_id == activity.id:
-                exchange.confirmed_at = at
+        for exchange in self.activity_exchanges.pop(activity.id, []):
+            exchange.confirmed_at = at
+            self.touch(exchange)
 
     def set_status(self, membership, status: str, note: str | None) -> None:
         membership.status, membership.risk_note = status, note
@@ -291,7 +293,9 @@ class BulkWriter:
         return transfer
 
     def pot(self) -> Rec:
-        return next(a for a in self.accounts.values() if a.get("name") == "Community pot")
+        if self._pot is None:
+            self._pot = next(a for a in self.accounts.values() if a.get("name") == "Community pot")
+        return self._pot
 
     # --- exchanges ------------------------------------------------------------------------------------------------
 
@@ -591,6 +595,7 @@ class BulkWriter:
             effective_date=happened_on, memo=activity.title, recorded_by_user_id=user.id,
             idempotency_key=f"activity:{activity.id}", metadata={"activity_id": activity.id})
         activity.transfer_id = transfer.id
+        legs = self.activity_exchanges[activity.id] = []
         for membership_id, minutes in participants:
             exchange = self._add(
                 "exchange", timebank_id=self.timebank.id, kind="p2a", provider_membership_id=membership_id,
@@ -599,6 +604,7 @@ class BulkWriter:
                 status="confirmed", logged_by_user_id=user.id, transfer_id=transfer.id, confirmed_at=self.now,
                 extra={"logged_for": "recipient"}, auto_confirmed=False, **tag_values)
             self.exchanges[exchange.id] = exchange
+            legs.append(exchange)
         self._audit("group_activity.recorded", user.id, "group_activity", activity.id,
                     participants=len(participants), minutes=total)
         for membership_id, minutes in participants:
