@@ -50,7 +50,7 @@ def run(size: str) -> None:
         backend_cpu = _pid_cpu(backend)
         wall, cpu = time.perf_counter(), time.process_time()
         summary = demo.load_demo(db.session, size=size, seed=1, echo=lambda *_: None, via=VIA,
-                                 commit_every=int(os.environ.get("DEMO_COMMIT_EVERY", 0)) or (20_000 if size in ("L", "XL") else None))
+                                 commit_every=int(os.environ.get("DEMO_COMMIT_EVERY", 0)) or (2_000 if size in ("L", "XL") else None))
         db.session.commit()
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
         backend_cpu = _pid_cpu(backend) - backend_cpu if backend else None

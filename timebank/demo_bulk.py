@@ -42,15 +42,9 @@ class Rec(dict):
     """A row as a dict of column values, readable as attributes like the ORM object it stands for."""
 
     __slots__ = ()
-
-    def __getattr__(self, name):
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-    def __setattr__(self, name, value):
-        self[name] = value
+    # Plain dict lookups (a missing column raises KeyError): the load reads these millions of times.
+    __getattr__ = dict.__getitem__
+    __setattr__ = dict.__setitem__
 
 
 def _defaults(model) -> dict:
@@ -179,6 +173,17 @@ class BulkWriter:
                 {c: bindparam(c) for c in columns})
             execute(statement, [{"row_id": r["id"], **{c: r[c] for c in columns}} for r in changed.values()])
             changed.clear()
+        self._forget_old()
+
+    def _forget_old(self, keep: int = 50_000) -> None:
+        """Bound memory on large loads: settled rows far behind the newest are never touched again."""
+        if len(self.exchanges) > 2 * keep:
+            newest = max(self.exchanges)
+            self.exchanges = {i: e for i, e in self.exchanges.items()
+                              if i > newest - keep or e["status"] in ("pending", "disputed")}
+        if len(self.postings_of) > 2 * keep:
+            newest = max(self.postings_of)
+            self.postings_of = {i: p for i, p in self.postings_of.items() if i > newest - keep}
 
     def finish(self) -> None:
         self.flush()
