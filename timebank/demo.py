@@ -683,6 +683,7 @@ class Builder:
                 self.x.resolve_dispute(self.session, exchange.id, user=self.broker, action=action,
                                           reason="Talked to both members.", today=day + dt.timedelta(days=10))
                 if action == "confirm":
+                    self.stats["transfers"] += 1
                     self._paid(recipient.account_id, provider.account_id, minutes)
                     self._stamp(exchange, day, 10)
             return
@@ -709,6 +710,7 @@ class Builder:
                 self.balance[payee] += exchange.minutes
                 self._stamp(exchange, exchange.happened_on, self.auto_confirm_days)
                 self.stats["auto_confirmed"] += 1
+                self.stats["transfers"] += 1
         self.pending = [item for item in self.pending if item[0].id not in confirmed]
 
     def _org(self) -> Org:
