@@ -1,4 +1,4 @@
-"""A realistic demo community, built through the same services the app uses.
+"""A realistic demo community: the rows the app's own services write, every ledger check on.
 
 `load_demo(session, size="S", seed=1)` creates a time bank (several for XL) with
 members joining month by month, organisations of every kind, brokers, a
@@ -6,11 +6,14 @@ commissioner and an admin, then a history of exchanges with the shape of real
 time banks: most members rarely trade, a small core trades a lot, category
 popularity is Zipf-like, individual help outnumbers group activities, and there
 are pot donations and grants, reversals, disputes, pending and auto-confirmed
-exchanges. Every transfer goes through the ledger service, so every ledger
-invariant (zero-sum transfers, floors, balances = sum of postings) holds.
+exchanges.
 
-Deterministic for a seed: one random.Random(seed), a fixed period ending on
-END_DATE, and no clock reads in generated content.
+`Builder` tells the story; a writer records it. `ServiceWriter` calls the
+services one event at a time; `demo_bulk.BulkWriter` (the default) writes the
+same rows in batches, with the database triggers on, so every ledger invariant
+(zero-sum transfers, floors, balances = sum of postings, the hash chain) holds
+either way. Deterministic for a seed: one random.Random(seed) and a calendar
+ending on END_DATE; no clock reads in generated content.
 """
 from __future__ import annotations
 
