@@ -253,6 +253,9 @@ class ServiceWriter:
     def touch(self, _row, _table=None):
         pass
 
+    def after_commit(self):
+        pass
+
     def flush(self):
         self.session.flush()
 
@@ -938,6 +941,7 @@ class Builder:
         if self.commit_every and self._since_commit >= self.commit_every:
             self.x.flush()
             self.session.commit()
+            self.x.after_commit()
             self._since_commit = 0
 
     # --- helpers ----------------------------------------------------------------------------------------------

@@ -125,6 +125,7 @@ class BulkWriter:
         self.activity_exchanges: dict[int, list[Rec]] = {}
         self.now = dt.datetime.combine(dt.date.today(), dt.time())
         self.rows = 0
+        self.commits = 0
         for account in session.scalars(select(Account).where(Account.timebank_id == timebank.id)):
             self.accounts[account.id] = Rec(id=account.id, timebank_id=account.timebank_id, name=account.name,
                                             status=account.status, floor_minutes=account.floor_minutes,
@@ -184,6 +185,18 @@ class BulkWriter:
         if len(self.postings_of) > 2 * keep:
             newest = max(self.postings_of)
             self.postings_of = {i: p for i, p in self.postings_of.items() if i > newest - keep}
+
+    def after_commit(self) -> None:
+        """On PostgreSQL, vacuum the account table now and then during a long load.
+
+        Every posting updates its account row; the dead versions of busy accounts (the pot, the issuance
+        account, councils) pile up faster than autovacuum (if it runs at all) clears them, and each look-up
+        walks them. Vacuum cannot clear versions that a transaction still open anywhere may see.
+        """
+        self.commits += 1
+        if self.ids.postgres and self.commits % 10 == 0:
+            with self.session.get_bind().connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql("VACUUM account")
 
     def finish(self) -> None:
         self.flush()
