@@ -8,7 +8,7 @@ export FLASK_APP := timebank
 TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 export TEST_POSTGRES_URL
 
-.PHONY: run test test-sqlite test-postgres install install-dev postgres-up bench-ledger bench-matching bench-reports bench-demo bench-load audit clean
+.PHONY: run test test-sqlite test-postgres install install-dev postgres-up bench-ledger bench-matching bench-reports bench-demo bench-load screenshots audit clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,10 @@ bench-reports: install-dev
 
 bench-demo: install-dev
 	$(BIN)/python bench/demo_bench.py S M
+
+# README screenshots (docs/screenshots/) from the demo community, in headless /usr/bin/chromium.
+screenshots: install-dev
+	$(BIN)/python scripts/screenshots.py
 
 # Known-vulnerability audit of the installed dependencies (needs the PyPI/OSV vulnerability service).
 audit: install-dev

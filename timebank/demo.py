@@ -1,4 +1,4 @@
-"""A realistic demo community, built through the same services the app uses.
+"""A realistic demo community: the rows the app's own services write, every ledger check on.
 
 `load_demo(session, size="S", seed=1)` creates a time bank (several for XL) with
 members joining month by month, organisations of every kind, brokers, a
@@ -6,11 +6,14 @@ commissioner and an admin, then a history of exchanges with the shape of real
 time banks: most members rarely trade, a small core trades a lot, category
 popularity is Zipf-like, individual help outnumbers group activities, and there
 are pot donations and grants, reversals, disputes, pending and auto-confirmed
-exchanges. Every transfer goes through the ledger service, so every ledger
-invariant (zero-sum transfers, floors, balances = sum of postings) holds.
+exchanges.
 
-Deterministic for a seed: one random.Random(seed), a fixed period ending on
-END_DATE, and no clock reads in generated content.
+`Builder` tells the story; a writer records it. `ServiceWriter` calls the
+services one event at a time; `demo_bulk.BulkWriter` (the default) writes the
+same rows in batches, with the database triggers on, so every ledger invariant
+(zero-sum transfers, floors, balances = sum of postings, the hash chain) holds
+either way. Deterministic for a seed: one random.Random(seed) and a calendar
+ending on END_DATE; no clock reads in generated content.
 """
 from __future__ import annotations
 
@@ -22,11 +25,13 @@ import random
 import time
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session
 
 from timebank.community.auth import hash_password
 from timebank.community.models import Category, MemberSkill, Membership, Organisation, User
 from timebank.community.service import add_membership, create_organisation, create_timebank, create_user
+from timebank.demo_bulk import BulkWriter
 from timebank.exchanges import service as exchanges
 from timebank.exchanges.models import COPRODUCTION_SUBTYPES, Exchange
 from timebank.matching import service as matching
@@ -170,10 +175,101 @@ class _Picker:
         return None
 
 
+BULK_BATCH_ROWS = 20_000  # rows the bulk path gathers before writing them (one executemany per table)
+
+
+class ServiceWriter:
+    """The demo's reference path: every row through the app's own services, one flush at a time.
+
+    The services stamp the wall clock; while the demo runs, a flush hook stamps new rows' creation times
+    from the demo's calendar instead (`now`), so the same seed gives the same rows.
+    """
+
+    rows = 0
+
+    def __init__(self, session):
+        self.session = session
+        self.now = None
+        event.listen(Session, "before_flush", self._stamp_new)
+
+    def _stamp_new(self, session, _context, _instances):
+        for obj in session.new:
+            for name in ("created_at", "recorded_at", "at", "suggested_at"):
+                if hasattr(type(obj), name) and getattr(obj, name) is None:
+                    setattr(obj, name, self.now)
+
+    def __getattr__(self, name):
+        return getattr(exchanges, name)  # log_exchange, confirm_exchange, record_group_activity...
+
+    def create_user(self, session, *, email, display_name, password_hash=None):
+        user = create_user(session, email=email, display_name=display_name)
+        user.password_hash = password_hash
+        return user
+
+    def add_membership(self, session, **fields):
+        return add_membership(session, **fields)
+
+    def add_skill(self, membership_id, category_id):
+        self.session.add(MemberSkill(membership_id=membership_id, category_id=category_id))
+
+    def create_organisation(self, session, **fields):
+        return create_organisation(session, **fields)
+
+    def add_representative(self, organisation, user):
+        organisation.representatives.append(user)
+
+    def floor_of(self, account_id):
+        return self.session.get(Account, account_id).floor_minutes
+
+    def set_status(self, membership, status, note):
+        membership.status, membership.risk_note = status, note
+
+    def membership(self, membership_id):
+        return self.session.get(Membership, membership_id)
+
+    def organisation(self, organisation_id):
+        return self.session.get(Organisation, organisation_id)
+
+    def post_transfer(self, session, **fields):
+        return post_transfer(session, **fields)
+
+    def stamp_activity(self, activity, at):
+        activity.created_at = at
+        for exchange in self.session.scalars(select(Exchange).where(Exchange.activity_id == activity.id)):
+            exchange.confirmed_at = at
+
+    def create_offer(self, session, **fields):
+        return self._stamp_listing(matching.create_offer(session, **fields))
+
+    def create_request(self, session, **fields):
+        return self._stamp_listing(matching.create_request(session, **fields))
+
+    def _stamp_listing(self, listing):
+        # The service opens listings from the wall clock; the demo's open on its own calendar.
+        listing.expires_at = self.now + (listing.expires_at - listing.created_at)
+        listing.created_at = self.now
+        return listing
+
+    def touch(self, _row, _table=None):
+        pass
+
+    def after_commit(self):
+        pass
+
+    def flush(self):
+        self.session.flush()
+
+    def finish(self):
+        self.session.flush()
+        event.remove(Session, "before_flush", self._stamp_new)
+
+
 class Builder:
     def __init__(self, session, *, rng: random.Random, size: Size, slug: str, name: str, members: int,
-                 organisations: int, events: int, logins: bool, echo, progress, commit_every: int | None):
+                 organisations: int, events: int, logins: bool, echo, progress, commit_every: int | None,
+                 via: str = "bulk"):
         self.session, self.rng, self.size = session, rng, size
+        self.via = via
         self.slug, self.name = slug, name
         self.n_members, self.n_orgs, self.n_events = members, organisations, events
         self.logins, self.echo, self.progress = logins, echo, progress
@@ -204,7 +300,11 @@ class Builder:
         self.floor_minutes = self.timebank.default_floor_minutes
         self.ceiling_minutes = self.timebank.default_ceiling_minutes
         self.auto_confirm_days = self.timebank.auto_confirm_days
-        self.system = {code: account.id for code, account in ensure_system_accounts(session, self.timebank_id).items()}
+        system = ensure_system_accounts(session, self.timebank_id)
+        self.system = {code: account.id for code, account in system.items()}
+        # Created by the services before the demo's clock runs: put them on the demo's calendar too.
+        for row in (self.timebank, *system.values()):
+            row.created_at = _at(self.start, 8)
         for account_id in self.system.values():
             self._track(account_id, session.get(Account, account_id).floor_minutes)
         self.staff = {}
@@ -217,6 +317,8 @@ class Builder:
         self.category_names = {c.id: c.name for c in ordered}
         self.category_cum = list(itertools.accumulate(1 / (i + 1) ** 1.15 for i in range(len(ordered))))
         self.category_defaults = {c.id: (c.default_coproduction_type, c.default_outcome_area) for c in ordered}
+        self.x = BulkWriter(session, self.timebank, leaves) if self.via == "bulk" else ServiceWriter(session)
+        self.x.now = _at(self.start, 9)
 
         if self.logins:
             password_hash = None
@@ -224,13 +326,14 @@ class Builder:
                 user = session.scalar(select(User).where(User.email == email))
                 if user is None:
                     # One hash shared by the demo logins: argon2 is slow on purpose.
-                    user = create_user(session, email=email, display_name=display_name)
-                    user.password_hash = password_hash = password_hash or hash_password(DEMO_PASSWORD)
+                    password_hash = password_hash or hash_password(DEMO_PASSWORD)
+                    user = self.x.create_user(session, email=email, display_name=display_name,
+                                              password_hash=password_hash)
                 self.staff[email] = user
                 if email == "org@demo.timebank":
                     continue  # joins below as an organisation's representative
-                membership = add_membership(session, user=user, timebank=self.timebank, role=role,
-                                            joined_on=self.start, **self._profile(role="staff"))
+                membership = self.x.add_membership(session, user=user, timebank=self.timebank, role=role,
+                                                   joined_on=self.start, **self._profile(role="staff"))
                 self._keep.append(membership)
                 if email == "member@demo.timebank":
                     self.people.append(Person(membership.id, user, membership.account_id, self.start, None,
@@ -239,21 +342,23 @@ class Builder:
                     self._track(membership.account_id, self.floor_minutes)
         else:
             for role in ("broker", "commissioner"):
-                user = create_user(session, email=f"{role}@{self.slug}.demo.timebank",
-                                   display_name=f"{self.name} {role}")
-                add_membership(session, user=user, timebank=self.timebank, role=role, joined_on=self.start)
+                user = self.x.create_user(session, email=f"{role}@{self.slug}.demo.timebank",
+                                          display_name=f"{self.name} {role}")
+                self.x.add_membership(session, user=user, timebank=self.timebank, role=role, joined_on=self.start)
                 self.staff[role] = user
         broker_key = "broker@demo.timebank" if self.logins else "broker"
         self.broker = self.staff[broker_key]
         # A second broker joins for bigger banks.
         if self.n_members >= 500:
-            user = create_user(session, email=f"broker2@{self.slug}.demo.timebank", display_name="Bo Broker")
-            add_membership(session, user=user, timebank=self.timebank, role="broker", joined_on=self.start)
+            user = self.x.create_user(session, email=f"broker2@{self.slug}.demo.timebank", display_name="Bo Broker")
+            self.x.add_membership(session, user=user, timebank=self.timebank, role="broker", joined_on=self.start)
 
         self._members()
         self._organisations()
+        self.x.flush()
         session.flush()
-        self._keep.extend(session.scalars(select(Account).where(Account.timebank_id == self.timebank_id)).all())
+        if self.via == "services":
+            self._keep.extend(session.scalars(select(Account).where(Account.timebank_id == self.timebank_id)).all())
 
     def _profile(self, role="member") -> dict:
         rng = self.rng
@@ -286,7 +391,7 @@ class Builder:
             if category not in chosen:
                 chosen.append(category)
         for category_id in chosen:
-            self.session.add(MemberSkill(membership_id=membership_id, category_id=category_id))
+            self.x.add_skill(membership_id, category_id)
         return chosen
 
     def _category(self) -> int:
@@ -304,9 +409,10 @@ class Builder:
             else:
                 joined = self.start + dt.timedelta(days=int(days * math.sqrt(rng.random())))
             joined = min(joined, END_DATE)
+            self.x.now = _at(joined, 9)
             first, last = rng.choice(FIRST_NAMES), rng.choice(SURNAMES)
             email = f"{first.lower()}.{last.lower().replace(chr(39), '')}.{i + 1}@{self.slug}.example.org"
-            user = create_user(session, email=email, display_name=f"{first} {last}")
+            user = self.x.create_user(session, email=email, display_name=f"{first} {last}")
             profile = self._profile()
             fate = rng.random()
             status, until = "active", None
@@ -319,8 +425,8 @@ class Builder:
             if status == "active":
                 profile.update(self._safety(joined))
                 profile["induction_date"] = joined
-            membership = add_membership(session, user=user, timebank=self.timebank, role="member", status=status,
-                                        joined_on=joined, **profile)
+            membership = self.x.add_membership(session, user=user, timebank=self.timebank, role="member",
+                                               status=status, joined_on=joined, **profile)
             self._keep.append(membership)
             bar.update(1)
             if status != "active":
@@ -374,17 +480,19 @@ class Builder:
             while name in names:
                 name = f"{name} ({len(names)})"
             names.add(name)
-            organisation = create_organisation(session, timebank=self.timebank, name=name, kind=kind, area=ward)
+            self.x.now = _at(self.start, 9)
+            organisation = self.x.create_organisation(session, timebank=self.timebank, name=name, kind=kind,
+                                                      area=ward)
             self._keep.append(organisation)
             if i == 0 and self.logins:
                 rep = self.staff["org@demo.timebank"]
             else:
-                rep = create_user(session, email=f"rep{i + 1}@{self.slug}.example.org",
+                rep = self.x.create_user(session, email=f"rep{i + 1}@{self.slug}.example.org",
                                   display_name=f"{rng.choice(FIRST_NAMES)} {rng.choice(SURNAMES)}")
-            self._keep.append(add_membership(session, user=rep, timebank=self.timebank, role="member",
-                                             joined_on=self.start, **self._profile()))
-            organisation.representatives.append(rep)
-            self._track(organisation.account_id, self.session.get(Account, organisation.account_id).floor_minutes)
+            self._keep.append(self.x.add_membership(session, user=rep, timebank=self.timebank, role="member",
+                                                    joined_on=self.start, **self._profile()))
+            self.x.add_representative(organisation, rep)
+            self._track(organisation.account_id, self.x.floor_of(organisation.account_id))
             org = Org(organisation.id, organisation.account_id, kind, rep)
             self.orgs.append(org)
             # Commissioned hours: councils and the NHS fund more volunteering than a café does.
@@ -419,20 +527,23 @@ class Builder:
                 if day != previous:
                     while changes and changes[0][0] <= day:
                         _, membership, status, note = changes.pop(0)
-                        membership.status = status
-                        membership.risk_note = note
+                        self.x.set_status(membership, status, note)
+                    self.x.now = _at(day, 3)  # the nightly jobs
                     self._run_auto_confirm(day)
                     previous = day
                 self.givers.at(day)
                 self.receivers.at(day)
+                self.x.now = _at(day, 12)
                 self._event(day)
                 bar.update(1)
                 self._maybe_commit()
         bar.finish()
         for _, membership, status, note in changes:
-            membership.status, membership.risk_note = status, note
+            self.x.set_status(membership, status, note)
+        self.x.now = _at(END_DATE, 3)
         self._run_auto_confirm(END_DATE)
         self.build_listings()
+        self.x.finish()
 
     def build_listings(self):
         """Open offers and requests of members still active at the end, and organisations' opportunities."""
@@ -440,18 +551,19 @@ class Builder:
         for person in self.people:
             if person.until is not None:
                 continue
-            membership = session.get(Membership, person.membership_id)
+            membership = self.x.membership(person.membership_id)
+            self.x.now = _at(END_DATE - dt.timedelta(days=rng.randrange(0, 21)), 10)
             if person.give_weight > 0 and rng.random() < 0.6:
                 for category in person.skills[:rng.choice([1, 1, 2])]:
                     name = self.category_names[category]
-                    matching.create_offer(session, membership=membership, title=f"{name} – happy to help",
+                    self.x.create_offer(session, membership=membership, title=f"{name} – happy to help",
                                           category_id=category, description=rng.choice(OFFER_TEXTS).format(
                                               what=name.lower()), remote=name in REMOTE_OK)
                     self.stats["offers"] += 1
             if person.receive_weight > 0 and rng.random() < 0.25:
                 category = self._category()
                 name = self.category_names[category]
-                matching.create_request(session, user=person.user, timebank=self.timebank, membership=membership,
+                self.x.create_request(session, user=person.user, timebank=self.timebank, membership=membership,
                                         title=f"Looking for help: {name.lower()}", category_id=category,
                                         urgency=_weighted(rng, [("low", 2), ("normal", 6), ("high", 2)]),
                                         estimated_minutes=rng.choice([60, 60, 90, 120, 180]),
@@ -461,9 +573,10 @@ class Builder:
             if rng.random() < 0.5:
                 category = self._category()
                 kind = _weighted(rng, [("co_delivery", 60), ("co_design", 20), ("co_assessment", 20)])
-                matching.create_request(
+                self.x.now = _at(END_DATE - dt.timedelta(days=rng.randrange(0, 21)), 10)
+                self.x.create_request(
                     session, user=org.rep, timebank=self.timebank,
-                    organisation=session.get(Organisation, org.organisation_id),
+                    organisation=self.x.organisation(org.organisation_id),
                     title=rng.choice(ACTIVITY_TITLES[kind]) + " volunteers", category_id=category,
                     volunteers_needed=rng.randrange(2, 12), estimated_minutes=rng.choice([120, 180, 240]),
                     safety_check_level=rng.choice(["none", "none", "basic", "standard"]),
@@ -527,6 +640,7 @@ class Builder:
         exchange.created_at = _at(day, 18)
         if confirmed_after is not None:
             exchange.confirmed_at = _at(day + dt.timedelta(days=confirmed_after), 9)
+        self.x.touch(exchange)
 
     def _p2p(self, day):
         rng = self.rng
@@ -548,23 +662,23 @@ class Builder:
         provider.traded = recipient.traded = True
         if rng.random() < 0.3:
             # Many members never use a computer: a broker records the exchange for them; it posts at once.
-            exchange = exchanges.record_exchange(self.session, user=self.broker, **fields)
+            exchange = self.x.record_exchange(self.session, user=self.broker, **fields)
             self._paid(recipient.account_id, provider.account_id, minutes)
             self._stamp(exchange, day, 0)
             self._confirmed(exchange, recipient.account_id, provider.account_id, (recipient, provider))
             self.stats["p2p"] += 1
             self.stats["individual_minutes"] += minutes
             return
-        exchange = exchanges.log_exchange(self.session, user=provider.user, **fields)
+        exchange = self.x.log_exchange(self.session, user=provider.user, **fields)
         self._stamp(exchange, day)
         fate = self._fate(day)
         if fate == "confirmed":
-            exchanges.confirm_exchange(self.session, exchange.id, user=recipient.user)
+            self.x.confirm_exchange(self.session, exchange.id, user=recipient.user)
             self._paid(recipient.account_id, provider.account_id, minutes)
             self._stamp(exchange, day, rng.randrange(0, 4))
             self._confirmed(exchange, recipient.account_id, provider.account_id, (recipient, provider))
         elif fate == "disputed":
-            exchanges.dispute_exchange(self.session, exchange.id, user=recipient.user, reason=rng.choice(
+            self.x.dispute_exchange(self.session, exchange.id, user=recipient.user, reason=rng.choice(
                 ["The time recorded is too long.", "This exchange did not happen.", "Logged twice by mistake."]))
             self.stats["disputed"] += 1
             if (END_DATE - day).days > 30 and rng.random() < 0.7:
@@ -572,9 +686,10 @@ class Builder:
                 action = rng.choice(["cancel", "cancel", "confirm"])
                 if action == "confirm" and not self._room(recipient.account_id, minutes):
                     action = "cancel"
-                exchanges.resolve_dispute(self.session, exchange.id, user=self.broker, action=action,
+                self.x.resolve_dispute(self.session, exchange.id, user=self.broker, action=action,
                                           reason="Talked to both members.", today=day + dt.timedelta(days=10))
                 if action == "confirm":
+                    self.stats["transfers"] += 1
                     self._paid(recipient.account_id, provider.account_id, minutes)
                     self._stamp(exchange, day, 10)
             return
@@ -595,12 +710,13 @@ class Builder:
                and day + dt.timedelta(days=self.auto_confirm_days) <= today]
         if not due:
             return
-        confirmed = set(exchanges.auto_confirm(self.session, today=today))
+        confirmed = set(self.x.auto_confirm(self.session, today=today))
         for exchange, payee in due:
             if exchange.id in confirmed:
                 self.balance[payee] += exchange.minutes
                 self._stamp(exchange, exchange.happened_on, self.auto_confirm_days)
                 self.stats["auto_confirmed"] += 1
+                self.stats["transfers"] += 1
         self.pending = [item for item in self.pending if item[0].id not in confirmed]
 
     def _org(self) -> Org:
@@ -616,7 +732,7 @@ class Builder:
         minutes = self._minutes(2.5)
         self._fund(org, minutes, day)
         category = self._category()
-        exchange = exchanges.credit_volunteer(
+        exchange = self.x.credit_volunteer(
             self.session, user=org.rep, organisation_id=org.organisation_id, membership_id=provider.membership_id,
             minutes=minutes, happened_on=day, description=self._describe(category), category_id=category,
             tags=self._tags(category, "p2a"), today=day)
@@ -640,7 +756,7 @@ class Builder:
             return
         org = self._org()
         category = self._category()
-        exchange = exchanges.spend_with_organisation(
+        exchange = self.x.spend_with_organisation(
             self.session, user=recipient.user, membership_id=recipient.membership_id,
             organisation_id=org.organisation_id, minutes=minutes, happened_on=day,
             description=f"Place at {self._describe(category).lower()}", category_id=category,
@@ -662,7 +778,7 @@ class Builder:
         what = self.rng.choice(["Minibus loan", "Meeting room", "Help writing a funding bid", "Printing",
                                 "Shared stall at the summer fair"])
         category = self._category()
-        exchange = exchanges.organisation_exchange(
+        exchange = self.x.organisation_exchange(
             self.session, user=recipient.rep, provider_organisation_id=provider.organisation_id,
             recipient_organisation_id=recipient.organisation_id, minutes=minutes, happened_on=day, description=what,
             category_id=category, tags=self._tags(category, "a2a"), today=day)
@@ -697,11 +813,11 @@ class Builder:
         category = self._category()
         tags = self._tags(category, "group")
         tags.update(coproduction_type=kind, coproduction_subtype=rng.choice(COPRODUCTION_SUBTYPES[kind]))
-        activity = exchanges.record_group_activity(
+        activity = self.x.record_group_activity(
             self.session, user=org.rep, organisation_id=org.organisation_id, title=title, happened_on=day,
             participants=[(p.membership_id, m) for p, m in legs], category_id=category, tags=tags,
             people_reached=len(legs) * rng.randrange(2, 20), today=day)
-        activity.created_at = _at(day, 20)
+        self.x.stamp_activity(activity, _at(day, 20))
         self.balance[org.account_id] -= total
         for person, minutes in legs:
             person.traded = True
@@ -720,7 +836,7 @@ class Builder:
         if best is None or self.balance[best.account_id] < 600:
             return
         minutes = self.rng.choice([60, 60, 120, 180, 300])
-        exchanges.donate_to_pot(self.session, user=best.user, timebank_id=self.timebank_id, minutes=minutes,
+        self.x.donate_to_pot(self.session, user=best.user, timebank_id=self.timebank_id, minutes=minutes,
                                 note="Donation to the community pot", today=day)
         self._paid(best.account_id, self.system["pot"], minutes)
         self.stats["donations"] += 1
@@ -738,7 +854,7 @@ class Builder:
         if worst is None or self.balance[pot] < minutes or \
                 self.balance[worst.account_id] + minutes > self._ceiling(worst.account_id):
             return
-        exchanges.grant_from_pot(self.session, user=self.broker, membership_id=worst.membership_id,
+        self.x.grant_from_pot(self.session, user=self.broker, membership_id=worst.membership_id,
                                  minutes=minutes, reason="Member cannot reciprocate at present", today=day)
         self._paid(pot, worst.account_id, minutes)
         worst.traded = True
@@ -763,7 +879,7 @@ class Builder:
         replacement = None
         if reason != "Hours entered twice." and exchange.minutes > 30 and self._room(payer, 30):
             replacement = {"minutes": exchange.minutes - 30}
-        _, new = exchanges.correct_exchange(self.session, exchange.id, user=self.broker, reason=reason,
+        _, new = self.x.correct_exchange(self.session, exchange.id, user=self.broker, reason=reason,
                                             replacement=replacement, today=day)
         self._paid(payee, payer, exchange.minutes)
         self.stats["reversals"] += 1
@@ -807,7 +923,7 @@ class Builder:
 
     def _commission(self, org: Org, minutes: int, day: dt.date, memo: str):
         """Hours a commissioner funds an organisation with: issued by the ledger, not an exchange."""
-        post_transfer(self.session, timebank_id=self.timebank_id, kind="opening" if "Opening" in memo else
+        self.x.post_transfer(self.session, timebank_id=self.timebank_id, kind="opening" if "Opening" in memo else
                       "adjustment", postings=[(self.system["issuance"], -minutes), (org.account_id, minutes)],
                       effective_date=day, memo=memo, recorded_by_user_id=self.broker.id,
                       idempotency_key=f"demo-commission-{self.slug}-{next(self._seq)}",
@@ -816,9 +932,16 @@ class Builder:
         self.stats["transfers"] += 1
 
     def _maybe_commit(self):
-        # The bulk path for L and XL: same services, committed every N transfers to bound memory.
+        if self.via == "services":
+            self.session.flush()  # rows added without a flush (audit events) take this event's time
+        if self.via == "bulk" and self.x.rows >= BULK_BATCH_ROWS:
+            self.x.flush()
+            self.x.rows = 0
+        # Large sizes commit every N transfers to bound the transaction (and PostgreSQL's deferred checks).
         if self.commit_every and self._since_commit >= self.commit_every:
+            self.x.flush()
             self.session.commit()
+            self.x.after_commit()
             self._since_commit = 0
 
     # --- helpers ----------------------------------------------------------------------------------------------
@@ -869,11 +992,15 @@ def _at(day: dt.date, hour: int) -> dt.datetime:
 
 
 def load_demo(session, *, size: str = "S", seed: int = 1, slug: str = "riverside", echo=print,
-              progress: bool = False, commit_every: int | None = None):
+              progress: bool = False, commit_every: int | None = None, via: str = "bulk"):
     """Build the demo community; flushes (and commits only every `commit_every` transfers when asked).
 
     Returns a summary dict. The first (or only) time bank is `slug`; XL adds `slug-2`, `slug-3`...
+    `via="bulk"` (the default) writes the rows the services would write, in batches (timebank.demo_bulk);
+    `via="services"` calls the services one event at a time (slower; the reference the tests compare with).
     """
+    if via not in ("bulk", "services"):
+        raise ValueError(f"via must be 'bulk' or 'services', not {via!r}")
     spec = SIZES[size.upper()]
     rng = random.Random(seed)
     started = time.perf_counter()
@@ -887,7 +1014,7 @@ def load_demo(session, *, size: str = "S", seed: int = 1, slug: str = "riverside
                           members=max(10, int(spec.members * share)),
                           organisations=max(3, int(spec.organisations * share)),
                           events=int(spec.events * share), logins=bank == 0, echo=echo, progress=progress,
-                          commit_every=commit_every)
+                          commit_every=commit_every, via=via)
         builder.build_population()
         builder.build_history()
         session.flush()

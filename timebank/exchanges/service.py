@@ -445,7 +445,7 @@ def correct_exchange(session, exchange_id: int, *, user: User, reason: str, repl
     if not (reason or "").strip():
         raise ValidationFailed("Give a reason for the correction.", errors={"reason": ["Required."]})
     reversal = reverse_transfer(session, exchange.transfer_id, reason=reason.strip(), recorded_by_user_id=user.id,
-                                idempotency_key=f"exchange-reversal:{exchange.id}")
+                                idempotency_key=f"exchange-reversal:{exchange.id}", effective_date=today)
     exchange.status = "reversed"
     exchange.extra = {**(exchange.extra or {}), "reversal_transfer_id": reversal.id, "reversal_reason": reason}
     session.flush()
