@@ -196,7 +196,8 @@ def plan(plan_id):
     except DomainError:
         abort(404)
     requests_ = {r.id: r for r in db.session.scalars(select(HelpRequest).where(HelpRequest.id.in_(row.request_ids)))}
-    return render_template("matching/plan.html", plan=row, requests=requests_)
+    names = queries.member_names(db.session, [p.membership_id for p in row.proposals])
+    return render_template("matching/plan.html", plan=row, requests=requests_, names=names)
 
 
 @bp.post("/matching/plans/<int:plan_id>/send")
