@@ -17,7 +17,7 @@ def community(committed_db):
     from sqlalchemy import select
 
     from timebank.community.models import Category, MemberSkill
-    from timebank.community.service import add_membership, create_timebank, create_user
+    from timebank.community.service import add_membership, create_organisation, create_timebank, create_user
     from timebank.matching import service
 
     session = committed_db.session
@@ -32,6 +32,8 @@ def community(committed_db):
     gardening = session.scalar(select(Category).where(Category.timebank_id == timebank.id,
                                                       Category.name == "Gardening"))
     session.add(MemberSkill(membership_id=people["helper"][1].id, category_id=gardening.id))
+    organisation = create_organisation(session, timebank=timebank, name="Park Friends")
+    organisation.representatives.append(people["asker"][0])
     # A second open request, for the batch plan.
     service.create_request(session, user=people["asker"][0], timebank=timebank, membership=people["asker"][1],
                            title="Prune the apple tree", category_id=gardening.id)
@@ -76,6 +78,16 @@ def test_post_suggest_propose_accept_log_plan_and_block(browser_page, check_acce
     check_accessibility(page)
     page.goto("/listings/blocks")
     check_accessibility(page)
+    page.goto("/listings")
+    page.get_by_role("link", name="Post a volunteering opportunity").click()
+    check_accessibility(page)
+    page.get_by_label("Title").fill("Bulb planting day")
+    page.get_by_label("Category").select_option(label="Home & garden › Gardening")
+    page.get_by_label("Volunteers needed").fill("4")
+    page.get_by_label("Safety check needed").select_option("enhanced")
+    page.get_by_role("button", name="Post").click()
+    assert page.get_by_text("Your opportunity is posted.").is_visible()
+    assert page.get_by_text("Park Friends: 4 volunteers").is_visible()
 
     # The broker reads ranked suggestions with their reasons and proposes the helper.
     _login(page, "broker@m.test")
@@ -108,6 +120,7 @@ def test_post_suggest_propose_accept_log_plan_and_block(browser_page, check_acce
     page.get_by_role("link", name="Matching").click()
     funnel = page.get_by_role("region", name="Funnel")
     assert funnel.get_by_role("cell").nth(5).inner_text() == "1"  # one match logged
+    page.get_by_label("Include Bulb planting day").uncheck()  # the broker plans the members' requests only
     page.get_by_role("button", name="Make a plan").click()
     assert page.get_by_role("heading", name=re.compile(r"Match plan \d+ \(draft\)")).is_visible()
     assert page.get_by_text("1 of 1 places filled").is_visible()

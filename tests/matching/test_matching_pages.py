@@ -53,3 +53,28 @@ def test_members_cannot_open_the_workbench(client, volunteer, login):
     user, _ = volunteer(skills=[])
     login(user)
     assert client.get("/matching").status_code == 403
+
+
+def test_representative_posts_an_opportunity_on_the_page(client, session, timebank, volunteer, login, category):
+    from timebank.community.service import create_organisation
+    from timebank.matching import queries
+
+    rep_user, _ = volunteer(skills=[])
+    other_user, _ = volunteer(skills=[])
+    org = create_organisation(session, timebank=timebank, name="Park Friends")
+    org.representatives.append(rep_user)
+    session.commit()
+    login(other_user)
+    assert "Post a volunteering opportunity" not in client.get("/listings").get_data(as_text=True)
+    assert client.get("/listings/new/opportunity").status_code == 403
+    client.post("/logout")
+    login(rep_user)
+    assert "Post a volunteering opportunity" in client.get("/listings").get_data(as_text=True)
+    r = client.post("/listings/new/opportunity", data={
+        "organisation_id": str(org.id), "title": "Bulb planting day", "category_id": category("Gardening").id,
+        "volunteers_needed": "6", "safety_check_level": "basic", "min_age": "16"})
+    assert r.status_code == 302, r.get_data(as_text=True)
+    [opp] = queries.list_requests(session, timebank.id, opportunities=True)
+    assert (opp.organisation_id, opp.volunteers_needed, opp.safety_check_level, opp.min_age) == (
+        org.id, 6, "basic", 16)
+    assert "Park Friends: 6 volunteers" in client.get("/listings").get_data(as_text=True)

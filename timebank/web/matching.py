@@ -7,7 +7,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from timebank.community.models import Category
+from timebank.community.models import Category, Organisation, OrganisationRepresentative
 from timebank.errors import DomainError, ValidationFailed
 from timebank.extensions import db
 from timebank.matching import queries, scoring, service
@@ -76,6 +76,7 @@ def listings():
     mine = (queries.list_offers(db.session, me.timebank_id, membership_id=me.id, limit=50)
             + queries.list_requests(db.session, me.timebank_id, membership_id=me.id, limit=50))
     return render_template("matching/listings.html", offers=offers, requests=requests_, could_help=could_help,
+                           can_post_opportunity=bool(_organisations_for(me)),
                            my_matches=my_matches, my_listings=mine, closes_on=queries.closes_on,
                            on_my_requests=queries.matches_on_requests_of(db.session, me.id),
                            categories=_categories(me.timebank_id), args=args,
@@ -85,9 +86,12 @@ def listings():
 @bp.route("/listings/new/<kind>", methods=["GET", "POST"])
 @login_required
 def new_listing(kind):
-    if kind not in ("offer", "request"):
+    if kind not in ("offer", "request", "opportunity"):
         abort(404)
     me = _membership()
+    organisations = _organisations_for(me) if kind == "opportunity" else []
+    if kind == "opportunity" and not organisations:
+        abort(403)
     error, status = None, 200
     if request.method == "POST":
         form = request.form
@@ -101,6 +105,17 @@ def new_listing(kind):
                 raise ValidationFailed("Enter dates as year-month-day.", errors={"dates": ["Not a date."]})
             if kind == "offer":
                 service.create_offer(db.session, membership=me, **common)
+            elif kind == "opportunity":
+                organisation = {o.id: o for o in organisations}.get(_int(form.get("organisation_id")))
+                if organisation is None:
+                    raise ValidationFailed("Choose an organisation you act for.",
+                                           errors={"organisation_id": ["Not one of yours."]})
+                service.create_request(db.session, user=current_user, timebank=me.timebank,
+                                       organisation=organisation, urgency=form.get("urgency", "normal"),
+                                       estimated_minutes=_int(form.get("estimated_minutes")) or 60,
+                                       volunteers_needed=_int(form.get("volunteers_needed")) or 1,
+                                       safety_check_level=form.get("safety_check_level", "none"),
+                                       min_age=_int(form.get("min_age")), **common)
             else:
                 service.create_request(db.session, user=current_user, timebank=me.timebank, membership=me,
                                        urgency=form.get("urgency", "normal"),
@@ -112,10 +127,20 @@ def new_listing(kind):
         else:
             flash(f"Your {kind} is posted.", "success")
             return redirect(url_for("matching.listings"))
-    return render_template("matching/new_listing.html", kind=kind, error=error,
+    return render_template("matching/new_listing.html", kind=kind, error=error, organisations=organisations,
+                           safety_levels=scoring.SAFETY_LEVELS,
                            categories=_categories(me.timebank_id),
                            slots=[(b, f"{scoring.DAYS[b // 3]} {scoring.PARTS[b % 3]}") for b in range(21)],
                            form=request.form), status
+
+
+def _organisations_for(me) -> list[Organisation]:
+    """Organisations this user may post opportunities for: those they represent; a broker, any active one."""
+    stmt = select(Organisation).where(Organisation.timebank_id == me.timebank_id, Organisation.status == "active")
+    if not service.is_broker(me):
+        stmt = stmt.join(OrganisationRepresentative, OrganisationRepresentative.organisation_id == Organisation.id
+                         ).where(OrganisationRepresentative.user_id == current_user.id)
+    return list(db.session.scalars(stmt.order_by(Organisation.name)))
 
 
 @bp.post("/matches/<int:match_id>/<action>")
