@@ -12,9 +12,11 @@ def test_member_posts_and_searches_listings(client, session, volunteer, login, c
     r = client.post("/listings/new/offer", data={"title": "Bike repairs", "category_id": category("DIY & repairs").id,
                                                  "description": "Punctures and brakes"})
     assert r.status_code == 302
-    text = client.get("/listings?q=brakes").get_data(as_text=True)
-    assert "Bike repairs" in text
-    assert "Bike repairs" not in client.get("/listings?q=knitting").get_data(as_text=True)
+    def results(query):  # the browse-and-search section (your own listings are shown above it too)
+        return client.get(f"/listings?q={query}").get_data(as_text=True).split('id="search"')[1]
+
+    assert "Bike repairs" in results("brakes")
+    assert "Bike repairs" not in results("knitting")
     bad = client.post("/listings/new/request", data={"title": "", "category_id": "0"})
     assert bad.status_code == 422 and "not valid" in bad.get_data(as_text=True)
 
@@ -51,3 +53,28 @@ def test_members_cannot_open_the_workbench(client, volunteer, login):
     user, _ = volunteer(skills=[])
     login(user)
     assert client.get("/matching").status_code == 403
+
+
+def test_representative_posts_an_opportunity_on_the_page(client, session, timebank, volunteer, login, category):
+    from timebank.community.service import create_organisation
+    from timebank.matching import queries
+
+    rep_user, _ = volunteer(skills=[])
+    other_user, _ = volunteer(skills=[])
+    org = create_organisation(session, timebank=timebank, name="Park Friends")
+    org.representatives.append(rep_user)
+    session.commit()
+    login(other_user)
+    assert "Post a volunteering opportunity" not in client.get("/listings").get_data(as_text=True)
+    assert client.get("/listings/new/opportunity").status_code == 403
+    client.post("/logout")
+    login(rep_user)
+    assert "Post a volunteering opportunity" in client.get("/listings").get_data(as_text=True)
+    r = client.post("/listings/new/opportunity", data={
+        "organisation_id": str(org.id), "title": "Bulb planting day", "category_id": category("Gardening").id,
+        "volunteers_needed": "6", "safety_check_level": "basic", "min_age": "16"})
+    assert r.status_code == 302, r.get_data(as_text=True)
+    [opp] = queries.list_requests(session, timebank.id, opportunities=True)
+    assert (opp.organisation_id, opp.volunteers_needed, opp.safety_check_level, opp.min_age) == (
+        org.id, 6, "basic", 16)
+    assert "Park Friends: 6 volunteers" in client.get("/listings").get_data(as_text=True)

@@ -21,13 +21,34 @@ member_st = st.fixed_dictionaries({
     "level": st.sampled_from(LEVELS),
     "expires_in": st.integers(-30, 60),
     "blocked": st.booleans(),
+    # The category fit comes from a profile skill, or only from an offer with these dates (days from today).
+    "via_offer": st.booleans(),
+    "offer_start": st.one_of(st.none(), st.integers(-20, 40)),
+    "offer_end": st.one_of(st.none(), st.integers(-20, 40)),
 })
 request_st = st.fixed_dictionaries({
     "category": st.sampled_from(["Gardening", "Home & garden", "Cleaning"]),
     "availability": st.integers(0, (1 << 21) - 1),
     "remote": st.booleans(),
     "level": st.sampled_from(LEVELS),
+    "start": st.one_of(st.none(), st.integers(0, 20)),
+    "end": st.one_of(st.none(), st.integers(0, 30)),
 })
+
+
+def _day(offset):
+    return None if offset is None else dt.date.today() + dt.timedelta(days=offset)
+
+
+def _offer_fits(spec, req):
+    """An offer counts while live (not past its end) and when its dates overlap the request's."""
+    o_start, o_end = _day(spec["offer_start"]), _day(spec["offer_end"])
+    r_start, r_end = _day(req["start"]), _day(req["end"])
+    if o_end is not None and o_end < dt.date.today():
+        return False
+    if r_end is not None and o_start is not None and o_start > r_end:
+        return False
+    return not (r_start is not None and o_end is not None and o_end < r_start)
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -47,14 +68,21 @@ def test_suggestions_never_break_a_hard_filter(session, members, req):
                            longitude=LON + spec["dlon"], availability=spec["availability"],
                            safety_check_level=spec["level"],
                            safety_check_expires=today + dt.timedelta(days=spec["expires_in"]))
-        session.add(MemberSkill(membership_id=m.id, category_id=cats[spec["skill"]].id))
+        if spec["via_offer"]:
+            offer = service.create_offer(session, membership=m, title="Help", category_id=cats[spec["skill"]].id)
+            offer.starts_on, offer.ends_on = _day(spec["offer_start"]), _day(spec["offer_end"])
+        else:
+            session.add(MemberSkill(membership_id=m.id, category_id=cats[spec["skill"]].id))
         if spec["blocked"]:
             service.block_pair(session, timebank_id=tb.id, a=owner.id, b=m.id)
         people[m.id] = (m, spec)
     session.flush()
+    if req["start"] is not None and req["end"] is not None and req["end"] < req["start"]:
+        req["start"], req["end"] = req["end"], req["start"]
     request = service.create_request(session, user=owner_user, timebank=tb, membership=owner, title="Job",
                                      category_id=cats[req["category"]].id, availability=req["availability"],
-                                     remote=req["remote"], safety_check_level=req["level"])
+                                     remote=req["remote"], safety_check_level=req["level"],
+                                     starts_on=_day(req["start"]), ends_on=_day(req["end"]))
     family = {cats[req["category"]].id, cats[req["category"]].parent_id} | {
         c.id for c in cats.values() if c.parent_id == cats[req["category"]].id}
     found = queries.suggestions(session, request, limit=1000)
@@ -64,6 +92,7 @@ def test_suggestions_never_break_a_hard_filter(session, members, req):
         m, spec = people[s.member_id]
         assert m.status == "active"
         assert cats[spec["skill"]].id in family
+        assert not spec["via_offer"] or _offer_fits(spec, req)
         assert tuple(sorted((owner.id, m.id))) not in blocked
         if req["availability"]:
             assert req["availability"] & spec["availability"]
@@ -75,6 +104,7 @@ def test_suggestions_never_break_a_hard_filter(session, members, req):
     expected = set()
     for mid, (m, spec) in people.items():
         ok = (m.status == "active" and cats[spec["skill"]].id in family
+              and (not spec["via_offer"] or _offer_fits(spec, req))
               and tuple(sorted((owner.id, mid))) not in blocked
               and (not req["availability"] or req["availability"] & spec["availability"])
               and (req["remote"] or scoring.haversine_km(LAT, LON, m.latitude, m.longitude) <= tb.match_radius_km)

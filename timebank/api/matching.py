@@ -71,6 +71,10 @@ class OfferOut(Schema):
     remote = fields.Boolean()
     availability = fields.Integer()
     status = fields.Function(lambda o: "open" if queries.is_open(o) else "closed")
+    starts_on = fields.Date(allow_none=True)
+    ends_on = fields.Date(allow_none=True, metadata={"description": "an offer's last day; a request's needed-by"})
+    closes_on = fields.Function(lambda o: queries.closes_on(o).isoformat(),
+                                metadata={"description": "last day it can be matched: ends_on or expiry"})
     created_at = fields.DateTime()
     expires_at = fields.DateTime()
 
@@ -137,6 +141,57 @@ class MatchOut(Schema):
     proposed_at = fields.DateTime(allow_none=True)
     responded_at = fields.DateTime(allow_none=True)
     completed_at = fields.DateTime(allow_none=True)
+    logged_at = fields.DateTime(allow_none=True)
+    exchange_id = fields.Integer(allow_none=True)
+
+
+class ExchangeDraftOut(Schema):
+    provider_id = fields.Integer(attribute="provider_membership_id")
+    recipient_id = fields.Integer(attribute="recipient_membership_id", allow_none=True)
+    recipient_organisation_id = fields.Integer(allow_none=True)
+    minutes = fields.Integer()
+    category_id = fields.Integer()
+    description = fields.String()
+
+
+class MatchDetailOut(MatchOut):
+    exchange_draft = fields.Method("_draft", metadata={
+        "description": "the exchange fields POST /matches/{id}/log uses when the body leaves them out"})
+
+    def _draft(self, match):
+        return ExchangeDraftOut().dump(service.prefilled_exchange(db.session, match))
+
+
+class LogHoursIn(Schema):
+    minutes = fields.Integer(load_default=None, strict=True, validate=validate.Range(1, 24 * 60))
+    date = fields.Date(load_default=None)
+    description = fields.String(load_default=None, validate=validate.Length(max=2000))
+    category_id = fields.Integer(load_default=None, strict=True)
+    tags = fields.Dict(load_default=None)
+    idempotency_key = fields.String(load_default=None)
+
+
+class LoggedOut(Schema):
+    match = fields.Nested(MatchOut)
+    exchange_id = fields.Integer()
+    exchange_status = fields.String()
+
+
+class BlockIn(Schema):
+    member_id = fields.Integer(required=True, strict=True)
+    other_member_id = fields.Integer(load_default=None, strict=True, metadata={
+        "description": "brokers: the second member; members leave it out (the pair is them and member_id)"})
+    reason = fields.String(load_default="", validate=validate.Length(max=2000))
+    timebank = fields.String(load_default=None)
+    idempotency_key = fields.String(load_default=None)
+
+
+class BlockOut(Schema):
+    id = fields.Integer()
+    member_ids = fields.Function(lambda b: [b.low_membership_id, b.high_membership_id])
+    by_broker = fields.Boolean()
+    reason = fields.String()
+    created_at = fields.DateTime()
 
 
 class ProposeIn(Schema):
@@ -423,3 +478,90 @@ def decline_match(_data, match_id):
 @blp.doc(security=SECURITY)
 def complete_match(_data, match_id):
     return _match_action(match_id, "complete")
+
+
+def _logger_membership(match):
+    """The caller may log a match's hours: its volunteer, the requester, the organisation's representative or a
+    broker (the exchanges rules decide the rest)."""
+    me = membership_for(match.timebank_id)
+    request_row = match.request
+    allowed = (me.id in (match.membership_id, request_row.membership_id) or service.is_broker(me)
+               or (request_row.organisation_id is not None
+                   and service.can_post_for(db.session, current_api_user(), request_row.organisation)))
+    if not allowed:
+        raise NotAllowed("Only the people in this match or a broker can see or log it.")
+    return me
+
+
+@blp.route("/matches/<int:match_id>", methods=["GET"])
+@blp.response(200, MatchDetailOut)
+@blp.doc(security=SECURITY)
+@token_required
+def get_match(match_id):
+    """One match, with the exchange that would log its hours (pre-filled from the request)."""
+    match = service.get_match(db.session, match_id)
+    _logger_membership(match)
+    return match
+
+
+@blp.route("/matches/<int:match_id>/log", methods=["POST"])
+@token_required
+@idempotent
+@blp.arguments(LogHoursIn)
+@blp.response(201, LoggedOut)
+@blp.doc(security=SECURITY)
+def log_match_hours(data, match_id):
+    """Log the hours of an accepted or done match as an exchange (fields left out come from the match); the match
+    moves to logged. A party's exchange waits for the other side as usual; a broker's is recorded at once."""
+    match = service.get_match(db.session, match_id)
+    _logger_membership(match)
+    exchange = service.log_hours(db.session, match, user=current_api_user(), minutes=data["minutes"],
+                                 happened_on=data["date"], description=data["description"],
+                                 category_id=data["category_id"], tags=data["tags"])
+    return {"match": match, "exchange_id": exchange.id, "exchange_status": exchange.status}
+
+
+# --- blocked pairs ------------------------------------------------------------------------------------------------
+
+@blp.route("/blocked-pairs", methods=["GET"])
+@blp.arguments(ListingQuery(only=("timebank",)), location="query")
+@blp.response(200, BlockOut(many=True))
+@blp.doc(security=SECURITY)
+@token_required
+def list_blocks(args):
+    """Brokers: every blocked pair of the time bank. Members: the blocks they made themselves."""
+    me = caller_membership(args["timebank"])
+    return queries.blocked_pairs(db.session, me.timebank_id,
+                                 made_by_user_id=None if service.is_broker(me) else me.user_id)
+
+
+@blp.route("/blocked-pairs", methods=["POST"])
+@token_required
+@idempotent
+@blp.arguments(BlockIn)
+@blp.response(201, BlockOut)
+@blp.doc(security=SECURITY)
+def create_block(data):
+    """Never match two members: a member blocks themself and member_id; a broker any two (safeguarding)."""
+    me = caller_membership(data["timebank"])
+    other = data["other_member_id"]
+    if other is not None and other != me.id:
+        if not service.is_broker(me):
+            raise NotAllowed("Only brokers can block a pair that does not include themselves.")
+        if not data["reason"].strip():
+            raise ValidationFailed("Say why, for the safeguarding record.", errors={"reason": ["Required."]})
+    return service.block_pair(db.session, timebank_id=me.timebank_id, a=data["member_id"],
+                              b=me.id if other is None else other, reason=data["reason"], by_user_id=me.user_id,
+                              by_broker=service.is_broker(me))
+
+
+@blp.route("/blocked-pairs/<int:block_id>", methods=["DELETE"])
+@token_required
+@idempotent
+@blp.response(204)
+@blp.doc(security=SECURITY)
+def delete_block(block_id):
+    """Lift a block: brokers any; a member only one they made (never a broker's)."""
+    me = caller_membership(http_request.args.get("timebank"))
+    service.unblock_pair(db.session, service.get_block(db.session, block_id, me.timebank_id), by_membership=me)
+    return None

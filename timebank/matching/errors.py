@@ -12,6 +12,11 @@ class MatchNotFound(NotFound):
     title = "Match not found"
 
 
+class BlockNotFound(NotFound):
+    code = "blocked_pair_not_found"
+    title = "Blocked pair not found"
+
+
 class PlanNotFound(NotFound):
     code = "plan_not_found"
     title = "Match plan not found"

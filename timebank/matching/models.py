@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import (JSON, Boolean, CheckConstraint, Date, DateTime, Float, ForeignKey, Index, Integer, String,
-                        Text, UniqueConstraint)
+                        Text, UniqueConstraint, false)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from timebank.extensions import db
@@ -144,6 +144,8 @@ class BlockedPair(db.Model):
     low_membership_id: Mapped[int] = mapped_column(ForeignKey("membership.id"))
     high_membership_id: Mapped[int] = mapped_column(ForeignKey("membership.id"))
     reason: Mapped[str] = mapped_column(Text, default="")
+    # True for a broker's block (safeguarding): the members cannot lift it themselves.
+    by_broker: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     blocked_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("user.id"), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 

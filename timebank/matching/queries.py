@@ -62,10 +62,12 @@ FIT_VALUE = {"exact": 1.0, "narrower": 0.8, "broader": 0.6}
 def _listing_filters(model, *, timebank_id: int, status: str | None, category_id: int | None, area: str | None,
                      availability: int | None, text: str | None, session, now: dt.datetime):
     conditions = [model.timebank_id == timebank_id]
+    today = now.date()
     if status == "open":
-        conditions += [model.status == "open", model.expires_at > now]
+        conditions += [model.status == "open", model.expires_at > now,
+                       or_(model.ends_on.is_(None), model.ends_on >= today)]
     elif status == "closed":
-        conditions.append(or_(model.status == "closed", model.expires_at <= now))
+        conditions.append(or_(model.status == "closed", model.expires_at <= now, model.ends_on < today))
     if category_id:
         ids = [category_id] + list(session.scalars(select(Category.id).where(Category.parent_id == category_id)))
         conditions.append(model.category_id.in_(ids))
@@ -116,11 +118,32 @@ def list_requests(session, timebank_id: int, *, status: str | None = "open", cat
 
 
 def is_open(listing, now: dt.datetime | None = None) -> bool:
-    return listing.status == "open" and listing.expires_at > (now or utcnow())
+    """Open, not expired, and its last date (an offer's "until", a request's "needed by") not passed."""
+    now = now or utcnow()
+    return (listing.status == "open" and listing.expires_at > now
+            and (listing.ends_on is None or listing.ends_on >= now.date()))
+
+
+def closes_on(listing) -> dt.date:
+    """The last day a listing can be matched: its own last date or its expiry, whichever comes first."""
+    expiry = (listing.expires_at - dt.timedelta(microseconds=1)).date()
+    return min(expiry, listing.ends_on) if listing.ends_on else expiry
+
+
+def _offer_in_window(request: HelpRequest, now: dt.datetime) -> list:
+    """Conditions for an offer that is live now and whose dates overlap the request's."""
+    conditions = [Offer.status == "open", Offer.expires_at > now,
+                  or_(Offer.ends_on.is_(None), Offer.ends_on >= now.date())]
+    if request.ends_on is not None:
+        conditions.append(or_(Offer.starts_on.is_(None), Offer.starts_on <= request.ends_on))
+    if request.starts_on is not None:
+        conditions += [or_(Offer.ends_on.is_(None), Offer.ends_on >= request.starts_on),
+                       Offer.expires_at > dt.datetime.combine(request.starts_on, dt.time())]
+    return conditions
 
 
 def candidate_rows(session, request: HelpRequest, *, today: dt.date | None = None, radius_km: float | None = None,
-                   only_member_id: int | None = None):
+                   only_member_id: int | None = None, now: dt.datetime | None = None):
     """Members passing every hard filter, straight from SQL (distance still needs the haversine check).
 
     Returns rows (membership_id, category_id, latitude, longitude, availability, age_band, bio, balance, display_name).
@@ -129,8 +152,9 @@ def candidate_rows(session, request: HelpRequest, *, today: dt.date | None = Non
     family, _ = category_family(session, request.category_id)
     skills = select(MemberSkill.membership_id.label("mid"), MemberSkill.category_id.label("cid")).where(
         MemberSkill.category_id.in_(family))
+    # An offer counts only while it is live and its dates overlap the request's (a profile skill has no dates).
     offers = select(Offer.membership_id.label("mid"), Offer.category_id.label("cid")).where(
-        Offer.category_id.in_(family), Offer.status == "open", Offer.expires_at > utcnow())
+        Offer.category_id.in_(family), *_offer_in_window(request, now or utcnow()))
     fits = skills.union(offers).subquery()
     m = Membership
     conditions = [m.timebank_id == request.timebank_id, m.status == "active", m.role.in_(VOLUNTEER_ROLES)]
@@ -183,12 +207,13 @@ def match_stats(session, membership_ids: list[int], now: dt.datetime | None = No
     return stats
 
 
-def _member_texts(session, membership_ids: list[int]) -> dict[int, set[str]]:
+def _member_texts(session, membership_ids: list[int], request: HelpRequest,
+                  now: dt.datetime) -> dict[int, set[str]]:
     words: dict[int, set[str]] = {}
     if not membership_ids:
         return words
     rows = session.execute(select(Offer.membership_id, Offer.title, Offer.description).where(
-        Offer.membership_id.in_(membership_ids), Offer.status == "open"))
+        Offer.membership_id.in_(membership_ids), *_offer_in_window(request, now)))
     for mid, title, description in rows:
         words.setdefault(mid, set()).update(scoring.tokens(f"{title} {description}"))
     return words
@@ -201,10 +226,13 @@ def suggestions(session, request: HelpRequest, *, limit: int = 10, weights: dict
 
     only_member_id narrows the candidates to one member (is this member eligible, and how well do they fit?)."""
     now = now or utcnow()
+    if not is_open(request, now):
+        return []  # closed, expired or past its needed-by date: nobody is suggested
     timebank = session.get(TimeBank, request.timebank_id)
     weights = weights or scoring.weights_for(timebank.settings)
     radius = float(timebank.match_radius_km or 10)
-    rows, family = candidate_rows(session, request, today=today, radius_km=radius, only_member_id=only_member_id)
+    rows, family = candidate_rows(session, request, today=today, radius_km=radius, only_member_id=only_member_id,
+                                  now=now)
     category_names = dict(session.execute(select(Category.id, Category.name).where(Category.id.in_(family))).all())
     request_words = scoring.tokens(f"{request.title} {request.description}")
     days_waiting = (now - request.created_at).total_seconds() / 86400
@@ -248,7 +276,7 @@ def suggestions(session, request: HelpRequest, *, limit: int = 10, weights: dict
     # Text can only add up to weights["text"]: only members who could still reach the top need their words read.
     kth = partial[min(limit, len(partial)) - 1][0]
     contenders = [p for p in partial if p[0] + weights["text"] >= kth]
-    texts = _member_texts(session, [p[1] for p in contenders])
+    texts = _member_texts(session, [p[1] for p in contenders], request, now)
     out = []
     for score, mid, cid, distance, slots, bio, balance, name, features, s, penalty in contenders:
         words = texts.get(mid, set()) | scoring.tokens(bio or "")
@@ -299,3 +327,35 @@ def funnel(session, timebank_id: int) -> dict[str, int]:
     counts = {status: 0 for status in ("suggested", "proposed", "accepted", "declined", "done", "logged")}
     counts.update({status: int(n) for status, n in rows})
     return counts
+
+
+def blocked_pairs(session, timebank_id: int, *, made_by_user_id: int | None = None) -> list[BlockedPair]:
+    """The time bank's blocked pairs, newest first (a member sees only the blocks they made themself)."""
+    stmt = select(BlockedPair).where(BlockedPair.timebank_id == timebank_id)
+    if made_by_user_id is not None:
+        stmt = stmt.where(BlockedPair.blocked_by_user_id == made_by_user_id, BlockedPair.by_broker.is_(False))
+    return list(session.scalars(stmt.order_by(BlockedPair.created_at.desc(), BlockedPair.id.desc())))
+
+
+def member_names(session, membership_ids) -> dict[int, str]:
+    ids = list(set(membership_ids))
+    if not ids:
+        return {}
+    return dict(session.execute(select(Membership.id, User.display_name).join(User, User.id == Membership.user_id)
+                                .where(Membership.id.in_(ids))).all())
+
+
+def active_members(session, timebank_id: int) -> list[tuple[int, str]]:
+    """(membership id, name) of the time bank's active members and brokers, by name."""
+    return list(session.execute(select(Membership.id, User.display_name).join(User, User.id == Membership.user_id)
+                                .where(Membership.timebank_id == timebank_id, Membership.status == "active",
+                                       Membership.role.in_(VOLUNTEER_ROLES))
+                                .order_by(User.display_name, Membership.id)).all())
+
+
+def matches_on_requests_of(session, membership_id: int) -> list[Match]:
+    """Matches on the requests this member posted (they can see who is coming and log the hours)."""
+    return list(session.scalars(select(Match).join(HelpRequest, HelpRequest.id == Match.request_id)
+                                .where(HelpRequest.membership_id == membership_id,
+                                       Match.status.in_(("accepted", "done", "logged")))
+                                .order_by(Match.id.desc())))

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
 from timebank.community.models import Category, Membership, Organisation, OrganisationRepresentative, TimeBank
+from timebank.community.service import log_audit
 from timebank.errors import ValidationFailed
 from timebank.matching import planner, queries, scoring
-from timebank.matching.errors import (ListingClosed, MatchBlocked, MatchNotFound, MatchWrongState, NotAllowed,
+from timebank.matching.errors import (BlockNotFound, ListingClosed, MatchBlocked, MatchNotFound, MatchWrongState, NotAllowed,
                                       PlanAlreadySent, PlanNotFound)
 from timebank.matching.models import (URGENCIES, BlockedPair, HelpRequest, Match, MatchPlan, MatchPlanProposal,
                                       Offer, utcnow)
@@ -26,8 +27,13 @@ def is_broker(membership: Membership | None) -> bool:
     return membership is not None and membership.role in ("broker", "admin")
 
 
-def _check_common(session, timebank: TimeBank, *, title: str, category_id: int, availability: int) -> None:
+def _check_common(session, timebank: TimeBank, *, title: str, category_id: int, availability: int,
+                  starts_on: dt.date | None = None, ends_on: dt.date | None = None) -> None:
     errors = {}
+    if starts_on and ends_on and ends_on < starts_on:
+        errors["ends_on"] = ["The last date is before the first date."]
+    elif ends_on and ends_on < dt.date.today():
+        errors["ends_on"] = ["This date has already passed."]
     if not title or not title.strip() or len(title) > 200:
         errors["title"] = ["Give a title of 1 to 200 characters."]
     category = session.get(Category, category_id) if category_id else None
@@ -46,7 +52,8 @@ def create_offer(session, *, membership: Membership, title: str, category_id: in
                  starts_on: dt.date | None = None, ends_on: dt.date | None = None) -> Offer:
     timebank = session.get(TimeBank, membership.timebank_id)
     availability = membership.availability if availability is None else availability
-    _check_common(session, timebank, title=title, category_id=category_id, availability=availability)
+    _check_common(session, timebank, title=title, category_id=category_id, availability=availability,
+                  starts_on=starts_on, ends_on=ends_on)
     now = utcnow()
     offer = Offer(timebank_id=timebank.id, membership_id=membership.id, category_id=category_id,
                   title=title.strip(), description=description or "", area=area or membership.ward,
@@ -70,7 +77,8 @@ def create_request(session, *, user, timebank: TimeBank, title: str, category_id
         raise ValidationFailed("A request belongs to a member or to an organisation.",
                                errors={"organisation_id": ["Give a member or an organisation."]})
     availability = (membership.availability if membership and availability is None else availability) or 0
-    _check_common(session, timebank, title=title, category_id=category_id, availability=availability)
+    _check_common(session, timebank, title=title, category_id=category_id, availability=availability,
+                  starts_on=starts_on, ends_on=ends_on)
     errors = {}
     if urgency not in URGENCIES:
         errors["urgency"] = [f"Must be one of {', '.join(URGENCIES)}."]
@@ -121,19 +129,74 @@ def close_listing(session, listing, *, by_membership: Membership, user=None) -> 
     session.flush()
 
 
-def block_pair(session, *, timebank_id: int, a: int, b: int, reason: str = "", by_user_id: int | None = None):
+def block_pair(session, *, timebank_id: int, a: int, b: int, reason: str = "", by_user_id: int | None = None,
+               by_broker: bool = False) -> BlockedPair:
+    """Never match members a and b again. A broker's block (safeguarding) outranks a member's own and cannot be
+    lifted by the member; open proposals between the two are withdrawn."""
     if a == b:
         raise ValidationFailed("A member cannot be blocked from themself.", errors={"member_id": ["Same member."]})
+    for mid in (a, b):
+        member = session.get(Membership, mid)
+        if member is None or member.timebank_id != timebank_id:
+            raise ValidationFailed(f"There is no member {mid} in this time bank.",
+                                   errors={"member_id": ["Choose a member of this time bank."]})
     low, high = sorted((a, b))
-    existing = session.scalar(select(BlockedPair).where(BlockedPair.low_membership_id == low,
-                                                        BlockedPair.high_membership_id == high))
-    if existing:
-        return existing
-    row = BlockedPair(timebank_id=timebank_id, low_membership_id=low, high_membership_id=high, reason=reason,
-                      blocked_by_user_id=by_user_id)
-    session.add(row)
+    reason = (reason or "").strip()[:2000]
+    row = session.scalar(select(BlockedPair).where(BlockedPair.low_membership_id == low,
+                                                   BlockedPair.high_membership_id == high))
+    if row is None:
+        row = BlockedPair(timebank_id=timebank_id, low_membership_id=low, high_membership_id=high, reason=reason,
+                          blocked_by_user_id=by_user_id, by_broker=bool(by_broker))
+        session.add(row)
+    elif by_broker and not row.by_broker:
+        row.by_broker, row.blocked_by_user_id = True, by_user_id
+        row.reason = reason or row.reason
+    else:
+        return row
     session.flush()
+    _withdraw_between(session, low, high)
+    log_audit(session, "matching.pair_blocked", actor_user_id=by_user_id, timebank_id=timebank_id,
+              target_type="blocked_pair", target_id=row.id, by_broker=bool(by_broker))
     return row
+
+
+def _withdraw_between(session, a: int, b: int) -> None:
+    """Withdraw suggested, proposed or accepted matches pairing these two members (either way round)."""
+    rows = session.scalars(select(Match).join(HelpRequest, HelpRequest.id == Match.request_id).where(
+        Match.status.in_(("suggested", "proposed", "accepted")),
+        or_(and_(Match.membership_id == a, HelpRequest.membership_id == b),
+            and_(Match.membership_id == b, HelpRequest.membership_id == a))))
+    now = utcnow()
+    for match in rows:
+        match.status, match.responded_at = "withdrawn", match.responded_at or now
+    session.flush()
+
+
+def get_block(session, block_id: int, timebank_id: int) -> BlockedPair:
+    row = session.get(BlockedPair, block_id)
+    if row is None or row.timebank_id != timebank_id:
+        raise BlockNotFound(f"There is no blocked pair {block_id}.")
+    return row
+
+
+def can_lift(block: BlockedPair, membership: Membership) -> bool:
+    """Brokers lift any block; a member only one they made themself (never a broker's safeguarding block)."""
+    if block.timebank_id != membership.timebank_id:
+        return False
+    if is_broker(membership):
+        return True
+    return (not block.by_broker and block.blocked_by_user_id == membership.user_id
+            and membership.id in (block.low_membership_id, block.high_membership_id))
+
+
+def unblock_pair(session, block: BlockedPair, *, by_membership: Membership) -> None:
+    if not can_lift(block, by_membership):
+        raise NotAllowed("Only a broker, or the member who asked for it, can lift this block.")
+    log_audit(session, "matching.pair_unblocked", actor_user_id=by_membership.user_id,
+              timebank_id=block.timebank_id, target_type="blocked_pair", target_id=block.id,
+              members=[block.low_membership_id, block.high_membership_id], by_broker=block.by_broker)
+    session.delete(block)
+    session.flush()
 
 
 def _open_places(session, request: HelpRequest) -> int:
@@ -288,3 +351,53 @@ def mark_logged(session, match: Match, *, exchange_id: int) -> Match:
     match.logged_at = utcnow()
     session.flush()
     return match
+
+
+def link_exchange(session, match: Match, exchange) -> Match:
+    """Record that this exchange logs the match's hours: an accepted match becomes done, then logged.
+
+    The exchange must be between the match's volunteer (provider) and the request's member or organisation."""
+    if match.exchange_id is not None or match.status == "logged":
+        raise MatchWrongState("The hours of this match are already logged.", code="match_already_logged")
+    if match.status not in ("accepted", "done"):
+        raise MatchWrongState(f"This match is {match.status}; log hours once it is accepted or done.")
+    request = session.get(HelpRequest, match.request_id)
+    if (exchange.timebank_id != match.timebank_id or exchange.provider_membership_id != match.membership_id
+            or exchange.recipient_membership_id != request.membership_id
+            or exchange.recipient_organisation_id != request.organisation_id):
+        raise ValidationFailed("This exchange is not between the people in the match.",
+                               errors={"match_id": ["The exchange's provider and recipient must be the match's."]})
+    if match.status == "accepted":
+        match.status, match.completed_at = "done", utcnow()
+    return mark_logged(session, match, exchange_id=exchange.id)
+
+
+def log_hours(session, match: Match, *, user, minutes: int | None = None, happened_on: dt.date | None = None,
+              description: str | None = None, category_id: int | None = None, tags: dict | None = None,
+              today: dt.date | None = None):
+    """Log the hours of an accepted or done match as an exchange (fields default to the match's) and move the
+    match to logged. A party logs it (it waits for the other side as usual); a broker records it for them."""
+    from timebank.exchanges import policy as exchange_policy, service as exchanges
+    from timebank.exchanges.models import Exchange
+
+    if match.exchange_id is not None or match.status == "logged":
+        raise MatchWrongState("The hours of this match are already logged.", code="match_already_logged")
+    if match.status not in ("accepted", "done"):
+        raise MatchWrongState(f"This match is {match.status}; log hours once it is accepted or done.")
+    draft = prefilled_exchange(session, match)
+    fields = dict(provider_id=draft["provider_membership_id"], recipient_id=draft["recipient_membership_id"],
+                  recipient_organisation_id=draft["recipient_organisation_id"],
+                  minutes=draft["minutes"] if minutes is None else minutes,
+                  happened_on=happened_on or today or dt.date.today(),
+                  description=draft["description"] if description is None else description,
+                  category_id=draft["category_id"] if category_id is None else category_id, tags=tags, today=today)
+    probe = Exchange(timebank_id=match.timebank_id, provider_membership_id=fields["provider_id"],
+                     recipient_membership_id=fields["recipient_id"],
+                     recipient_organisation_id=fields["recipient_organisation_id"])
+    if (not exchange_policy.sides_of(session, user, probe)
+            and exchange_policy.can_record(session, user, match.timebank_id)):
+        exchange = exchanges.record_exchange(session, user=user, **fields)
+    else:
+        exchange = exchanges.log_exchange(session, user=user, **fields)
+    link_exchange(session, match, exchange)
+    return exchange
