@@ -35,7 +35,7 @@ def test_commissioner_sees_dashboard_with_charts_and_tables(client, as_role):
     assert 'role="img"' in html and "<title" in html and "Trend by month" in html
     assert "fewer than 5" in html
     assert "Person a" not in html
-    assert "Not available yet" in html
+    assert "Requests open longer than 30 days" in html and "Change in people" in html
     assert "GBP 163.80" in html
     assert "Close this period" not in html  # only admins close periods
     assert 'href="/reports/" aria-current="page">Impact</a>' in html  # navigation

@@ -69,8 +69,14 @@ def period_figures(session, timebank_ids, start: dt.date, end: dt.date, *, group
     flag_columns = "".join(f", {expr} AS {name}" for name, expr in flags)
     if previous is not None:
         params.update(d0b=previous[0], d1b=previous[1])
-        prev_cte = f", {_facts(source, 'q', 'b')}"
-        was_active = "EXISTS (SELECT 1 FROM q WHERE q.membership_id = f.mid AND q.active = 1)"
+        if source == "raw":
+            prev_cte = f", {_facts(source, 'q', 'b')}, qm AS MATERIALIZED (SELECT DISTINCT membership_id FROM q " \
+                       "WHERE active = 1)"
+            was_active = "EXISTS (SELECT 1 FROM qm WHERE qm.membership_id = f.mid)"
+        else:  # one index seek per active member (ix_impact_fact_member)
+            prev_cte = ""
+            was_active = ("EXISTS (SELECT 1 FROM impact_fact q WHERE q.membership_id = f.mid "
+                          "AND q.on_date BETWEEN :d0b AND :d1b AND q.active = 1)")
     else:
         prev_cte, was_active = "", "0 = 1"
     new_member = f"m.joined_on BETWEEN :d0 AND :d1 AND {MEMBER_ROLES_SQL}"

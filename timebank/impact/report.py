@@ -6,15 +6,12 @@ import datetime as dt
 from sqlalchemy import select
 
 from timebank.community.models import TimeBank
-from timebank.impact import figures, queries, suppression
+from timebank.impact import figures, queries, suppression, unmet
 from timebank.impact.db import reports_session
 from timebank.impact.valuation import value_of
 
 HEADLINE_FIELDS = ("minutes_delivered", "hours_delivered", "exchanges", "members_total", "members_active",
                    "members_new", "organisations_taking_part", "members_gave_and_received")
-UNMET_NEED_NOTE = ("Not available yet: unmet need (requests open longer than N days, time to match) needs the "
-                   "matching capability, which is not part of this build.")
-
 
 def previous_period(start: dt.date, end: dt.date) -> tuple[dt.date, dt.date]:
     """The period of equal length just before [start, end]."""
@@ -91,7 +88,7 @@ def build_report(timebanks: list[TimeBank], start: dt.date, end: dt.date, group_
             "value": value_of({ids[0]: head["minutes_delivered"]} if len(ids) == 1 else
                               queries.minutes_by_timebank(session, ids, start, end, source),
                               {tb.id: tb.settings or {} for tb in timebanks}, start, end),
-            "unmet_need": unmet_need(session, ids, start, end),
+            "unmet_need": unmet_need(session, ids, start, end, [tb.settings or {} for tb in timebanks]),
             "reconciliation": {"ledger_minutes_delivered": queries.ledger_minutes_delivered(session, ids, start,
                                                                                              end)},
             "closed": None,
@@ -133,8 +130,15 @@ def _engagement(session, ids, start, end, head, now, before, source) -> dict:
     }
 
 
-def unmet_need(session, ids, start, end) -> dict:
-    return {"available": False, "note": UNMET_NEED_NOTE}
+def unmet_need(session, ids, start, end, settings: list[dict]) -> dict:
+    """Unmet need from the matching tables, request counts suppressed like people (a request is a person's need)."""
+    figures_ = unmet.unmet_need(session, ids, start, end, unmet.unmet_days(settings))
+    for key in ("by_category", "by_area"):
+        shown = suppression.suppress_counts({r["label"]: r["requests"] for r in figures_[key]})
+        for row in figures_[key]:
+            row["requests"] = shown[row["label"]]
+            row["requests_display"] = suppression.display(shown[row["label"]])
+    return figures_
 
 
 def timebanks_by_ids(session, ids) -> list[TimeBank]:
