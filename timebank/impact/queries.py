@@ -92,7 +92,7 @@ def daily_from_facts_sql(facts: str, where: str = "1 = 1") -> str:
         SELECT p.timebank_id AS timebank_id, p.on_date AS on_date, '{name}' AS dimension, {expr} AS value,
                SUM(CASE WHEN p.side = 'provider' THEN p.minutes ELSE 0 END) AS minutes,
                SUM(CASE WHEN p.side = 'provider' THEN p.sign ELSE 0 END) AS exchanges, COUNT(*) AS events
-        FROM {facts} p WHERE {where} GROUP BY p.timebank_id, p.on_date, {expr}"""
+        FROM {facts} p WHERE {where} GROUP BY p.timebank_id, p.on_date{'' if name == 'total' else ', ' + expr}"""
                               for name, expr in DAILY_DIMENSIONS.items())
 
 
