@@ -15,10 +15,9 @@ depends_on = None
 def upgrade():
     op.create_table(
         "impact_fact",
-        sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("timebank_id", sa.Integer(), nullable=False),
-        sa.Column("exchange_id", sa.Integer(), nullable=False),
         sa.Column("on_date", sa.Date(), nullable=False),
+        sa.Column("exchange_id", sa.Integer(), nullable=False),
         sa.Column("sign", sa.SmallInteger(), nullable=False),
         sa.Column("active", sa.SmallInteger(), nullable=False),
         sa.Column("side", sa.String(length=9), nullable=False),
@@ -34,10 +33,10 @@ def upgrade():
         sa.Column("category_id", sa.Integer(), nullable=True),
         sa.ForeignKeyConstraint(["exchange_id"], ["exchange.id"], name=op.f("fk_impact_fact_exchange_id_exchange")),
         sa.ForeignKeyConstraint(["timebank_id"], ["timebank.id"], name=op.f("fk_impact_fact_timebank_id_timebank")),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_impact_fact")),
+        sa.PrimaryKeyConstraint("timebank_id", "on_date", "exchange_id", "sign", "side", name=op.f("pk_impact_fact")),
+        sqlite_with_rowid=False,
     )
     with op.batch_alter_table("impact_fact", schema=None) as batch_op:
-        batch_op.create_index("ix_impact_fact_period", ["timebank_id", "on_date"], unique=False)
         batch_op.create_index("ix_impact_fact_exchange", ["exchange_id"], unique=False)
         batch_op.create_index("ix_impact_fact_member", ["membership_id", "on_date"], unique=False)
     op.create_table(
@@ -69,5 +68,4 @@ def downgrade():
     with op.batch_alter_table("impact_fact", schema=None) as batch_op:
         batch_op.drop_index("ix_impact_fact_member")
         batch_op.drop_index("ix_impact_fact_exchange")
-        batch_op.drop_index("ix_impact_fact_period")
     op.drop_table("impact_fact")

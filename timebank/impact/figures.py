@@ -2,7 +2,8 @@
 
 1. Hours and exchanges per breakdown value (and the total, and the trend) from impact_daily: a few
    hundred rows a month, whatever the number of exchanges.
-2. One pass over the period's fact rows grouped by member gives every person-level figure: members
+2. One pass over the period's fact rows grouped by member (by `membership_id + 0`, so SQLite reads the
+   period's key range and sorts, rather than walking the member index with one random lookup per row) gives every person-level figure: members
    active, who both gave and received, partners, first exchange of new members, retention, people by
    ward / age band / gender (joined to the member now, so never stale), people per value of the small
    tag breakdowns and active members per trend bucket (as per-member flags, summed).
@@ -22,6 +23,16 @@ SMALL_DIMENSIONS = ("coproduction_type", "outcome_area", "collective", "substitu
 MEMBER_DIMENSIONS = {"ward": "m.ward", "age_band": "CASE WHEN m.demographics_consent THEN m.age_band END",
                      "gender": "CASE WHEN m.demographics_consent THEN m.gender END"}
 NOT_STATED = "not stated"
+
+
+def _fact_source(source: str) -> tuple[str, str]:
+    """(CTEs to put first, a FROM clause naming the period's fact rows `p` and ending in a WHERE condition).
+
+    The roll-up is read straight from its table, so SQLite reads the key range instead of copying it first.
+    """
+    if source == "raw":
+        return f"{_facts('raw')}, ", "p WHERE 1 = 1"
+    return "", "impact_fact p WHERE p.timebank_id IN :tb AND p.on_date BETWEEN :d0 AND :d1"
 
 
 def _hours(session, params, source) -> dict[str, dict[str, list]]:
@@ -87,16 +98,17 @@ def period_figures(session, timebank_ids, start: dt.date, end: dt.date, *, group
                                      for name, expr in MEMBER_DIMENSIONS.items())
     flag_rows = "".join(f" UNION ALL SELECT 'flag', '{name}', SUM({name}), 0 FROM f WHERE f.mid IS NOT NULL"
                         for name, _expr in flags)
+    ctes, facts = _fact_source(source)
     sql = f"""
-        WITH {_facts(source)}{prev_cte},
+        WITH {ctes}{prev_cte.lstrip(', ') + ', ' if prev_cte else ''}
              f AS MATERIALIZED (
-               SELECT p.membership_id AS mid, MAX(p.active) AS act,
+               SELECT p.membership_id + 0 AS mid, MAX(p.active) AS act,
                       MAX(CASE WHEN p.active = 1 AND p.side = 'provider' THEN 1 ELSE 0 END)
                         * MAX(CASE WHEN p.active = 1 AND p.side = 'recipient' THEN 1 ELSE 0 END) AS both_sides,
                       COUNT(DISTINCT CASE WHEN p.active = 1 THEN p.partner_key END) AS partners,
                       MIN(CASE WHEN p.active = 1 THEN p.on_date END) AS first_on,
                       SUM(CASE WHEN p.side = 'provider' THEN p.minutes ELSE 0 END) AS given{flag_columns}
-               FROM p GROUP BY p.membership_id)
+               FROM {facts} GROUP BY p.membership_id + 0)
         SELECT 'summary', 'active', SUM(CASE WHEN f.mid IS NOT NULL THEN f.act ELSE 0 END),
                SUM(CASE WHEN f.mid IS NOT NULL THEN f.both_sides ELSE 0 END) FROM f
         UNION ALL
@@ -121,16 +133,17 @@ def period_figures(session, timebank_ids, start: dt.date, end: dt.date, *, group
     lists: dict[str, dict[str, int]] = {"category": {}, "organisation": {}}
     organisations = 0
     for section, label, n in _run(session, f"""
-        WITH {_facts(source)}
+        {'WITH ' + ctes.rstrip(', ') if ctes else ''}
         SELECT 'category', COALESCE(c.name, '{NOT_STATED}'), COUNT(DISTINCT p.membership_id)
-        FROM p LEFT JOIN category c ON c.id = p.category_id WHERE p.active = 1
+        FROM {facts.replace(' WHERE ', ' LEFT JOIN category c ON c.id = p.category_id WHERE ', 1)} AND p.active = 1
         GROUP BY COALESCE(c.name, '{NOT_STATED}')
         UNION ALL
         SELECT 'organisation', COALESCE(o.name, 'no organisation'), COUNT(DISTINCT p.membership_id)
-        FROM p LEFT JOIN organisation o ON o.id = p.organisation_id WHERE p.active = 1
+        FROM {facts.replace(' WHERE ', ' LEFT JOIN organisation o ON o.id = p.organisation_id WHERE ', 1)}
+          AND p.active = 1
         GROUP BY COALESCE(o.name, 'no organisation')
         UNION ALL
-        SELECT 'organisations', '', COUNT(DISTINCT p.organisation_id) FROM p WHERE p.active = 1""", params):
+        SELECT 'organisations', '', COUNT(DISTINCT p.organisation_id) FROM {facts} AND p.active = 1""", params):
         if section == "organisations":
             organisations = int(n)
         else:

@@ -44,14 +44,15 @@ class ImpactFact(db.Model):
 
     __tablename__ = "impact_fact"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    timebank_id: Mapped[int] = mapped_column(ForeignKey("timebank.id"))
-    exchange_id: Mapped[int] = mapped_column(ForeignKey("exchange.id"))
-    on_date: Mapped[dt.date] = mapped_column(Date)
-    sign: Mapped[int] = mapped_column(SmallInteger)
+    # The key leads with (time bank, day) and, on SQLite, the table is stored in key order (WITHOUT ROWID):
+    # a period's rows are read in one sequential range instead of one random row lookup per index entry.
+    timebank_id: Mapped[int] = mapped_column(ForeignKey("timebank.id"), primary_key=True)
+    on_date: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    exchange_id: Mapped[int] = mapped_column(ForeignKey("exchange.id"), primary_key=True)
+    sign: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     # 1 when the event is a delivery (+1) of an exchange still confirmed: it makes its members "active".
     active: Mapped[int] = mapped_column(SmallInteger)
-    side: Mapped[str] = mapped_column(String(9))
+    side: Mapped[str] = mapped_column(String(9), primary_key=True)
     membership_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # The other side: a membership id, or minus an organisation id.
     partner_key: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -66,9 +67,9 @@ class ImpactFact(db.Model):
     category_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     __table_args__ = (
-        Index("ix_impact_fact_period", "timebank_id", "on_date"),
         Index("ix_impact_fact_exchange", "exchange_id"),
         Index("ix_impact_fact_member", "membership_id", "on_date"),
+        {"sqlite_with_rowid": False},
     )
 
 
