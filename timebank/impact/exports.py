@@ -20,6 +20,8 @@ def rows_of(report: dict) -> list[tuple]:
         for row in section["rows"]:
             rows.append((f"breakdown:{name}", "hours", row["label"], row["hours"]))
             rows.append((f"breakdown:{name}", "people", row["label"], row["people_display"]))
+            if "change_hours" not in row:  # frozen before breakdowns carried the previous period
+                continue
             rows.append((f"breakdown:{name}", "hours_previous_period", row["label"], row["previous_hours"]))
             rows.append((f"breakdown:{name}", "people_previous_period", row["label"],
                          row["previous_people_display"]))
