@@ -81,9 +81,16 @@ def rebuild_rollups(session, timebank_id: int | None = None) -> int:
     return int(count)
 
 
+_COUNTED = ("confirmed", "reversed")  # only these statuses have fact rows (see RAW_EVENTS_SQL)
+
+
 def _changed(exchange) -> bool:
+    """Does this change touch what the fact rows read, for an exchange that has (or had) fact rows?"""
     state = inspect(exchange)
-    return any(state.attrs[name].history.has_changes() for name in _WATCHED)
+    if not any(state.attrs[name].history.has_changes() for name in _WATCHED):
+        return False
+    status = state.attrs["status"].history
+    return exchange.status in _COUNTED or any(old in _COUNTED for old in status.deleted or ())
 
 
 def _after_flush(session, _flush_context) -> None:
@@ -92,7 +99,7 @@ def _after_flush(session, _flush_context) -> None:
 
     exchange_ids, reversed_transfers = set(), set()
     for obj in session.new:
-        if isinstance(obj, Exchange):
+        if isinstance(obj, Exchange) and obj.status in _COUNTED:  # a pending exchange has no fact rows yet
             exchange_ids.add(obj.id)
         elif isinstance(obj, Transfer) and obj.reverses_transfer_id is not None:
             reversed_transfers.add(obj.reverses_transfer_id)
