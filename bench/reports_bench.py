@@ -206,6 +206,13 @@ def generate(app, size: str, seed: int = 7) -> dict:
                 raw.commit()
         finally:
             raw.close()
+        # Rows loaded without the ORM: build the report roll-up from them, as the demo seeder's bulk path does.
+        from timebank.impact.rollups import rebuild_rollups
+
+        t0 = time.perf_counter()
+        rebuild_rollups(db.session, tb_id)
+        db.session.commit()
+        print(f"  roll-up rebuilt in {time.perf_counter() - t0:.1f} s", flush=True)
     return {"members": n_members, "transfers": len(transfers), "postings": len(postings),
             "exchanges": len(exchanges)}
 

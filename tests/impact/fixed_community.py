@@ -94,7 +94,49 @@ def build(session, slug="fixed", settings=None):
     post(session, tb.id, "donation", [(a.account_id, -60), (pot.id, 60)], D(2025, 1, 5))
     post(session, tb.id, "grant", [(pot.id, -30), (c.account_id, 30)], D(2025, 3, 1))
     session.flush()
+    requests(session, tb, a, b, c, d, e, org)
     return {"timebank": tb, "a": a, "b": b, "c": c, "d": d, "e": e, "org": org, "ex1": ex1, "ex2": ex2}
+
+
+def requests(session, tb, a, b, c, d, e, org):
+    """Requests and matches for unmet need and time to match (figures in test_impact_unmet_need.py)."""
+    from timebank.community.models import Category
+    from timebank.matching.models import HelpRequest, Match
+
+    cats = {name: session.scalar(select(Category.id).where(Category.timebank_id == tb.id, Category.name == name))
+            for name in ("Befriending", "Gardening")}
+    at = dt.datetime
+    far = at(2030, 1, 1)
+
+    def request(key, member, category, area, created, closed=None, organisation=None, expires=far):
+        row = HelpRequest(timebank_id=tb.id, membership_id=None if organisation else member.id,
+                          organisation_id=organisation.id if organisation else None,
+                          created_by_user_id=(member or a).user_id, category_id=cats[category], title=key,
+                          area=area, status="closed" if closed else "open", created_at=created, expires_at=expires,
+                          closed_at=closed)
+        session.add(row)
+        session.flush()
+        return row
+
+    def match(req, volunteer, status, responded):
+        session.add(Match(timebank_id=tb.id, request_id=req.id, membership_id=volunteer.id, status=status,
+                          suggested_at=req.created_at, proposed_at=req.created_at, responded_at=responded))
+
+    request("R1", a, "Befriending", "North", at(2025, 1, 5, 9))  # open all quarter: unmet
+    r2 = request("R2", b, "Befriending", "North", at(2025, 1, 10, 12))
+    match(r2, c, "accepted", at(2025, 1, 12, 12))  # matched in 2 days
+    r3 = request("R3", d, "Gardening", "South", at(2025, 2, 1))
+    match(r3, a, "declined", at(2025, 2, 3))  # a declined match does not meet the need: unmet
+    request("R4", c, "Gardening", "South", at(2025, 3, 20))  # open only 12 days at the end of March
+    r5 = request("R5", e, "Befriending", "North", at(2025, 2, 10))
+    match(r5, b, "done", at(2025, 2, 20))  # 10 days
+    request("R6", None, "Gardening", None, at(2024, 12, 1), closed=at(2025, 1, 15), organisation=org)
+    r7 = request("R7", a, "Gardening", None, at(2025, 1, 20))
+    match(r7, d, "logged", at(2025, 3, 15))  # 54 days
+    r8 = request("R8", b, "Gardening", "North", at(2025, 3, 1))
+    match(r8, c, "accepted", at(2025, 4, 10))  # matched after the quarter: unmet at its end
+    request("R9", e, "Befriending", "East", at(2025, 1, 2), expires=at(2025, 3, 3))  # expired: not counted
+    session.flush()
 
 
 def timebank_of(session, slug) -> TimeBank:

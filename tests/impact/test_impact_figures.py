@@ -109,8 +109,23 @@ def test_no_rates_configured_says_so(session):
     assert value["configured"] is False and value["levels"] == [] and "No valuation rates" in value["note"]
 
 
-def test_unmet_need_is_labelled_not_available(session, community):
-    assert build_report([community["timebank"]], *Q1)["unmet_need"]["available"] is False
+def test_unmet_need_is_read_from_the_matching_tables(session, community):
+    unmet = build_report([community["timebank"]], *Q1)["unmet_need"]
+    assert unmet["available"] is True and unmet["open_longer_than_days"] == 3  # see test_impact_unmet_need.py
+
+
+def test_breakdown_rows_carry_the_previous_period_and_the_change(session, community):
+    report = build_report([community["timebank"]], *Q1)
+    rows = {r["label"]: r for r in report["breakdowns"]["outcome_area"]["rows"]}
+    # Q4 2024: 45 minutes public health (B for A); 30 minutes social care (A for B, reversed in January)
+    assert (rows["public_health"]["previous_minutes"], rows["public_health"]["minutes"]) == (45, 60)
+    assert rows["public_health"]["change_hours"] == 0.2  # (60 - 45) / 60, one decimal
+    assert rows["social_care"]["previous_minutes"] == 30 and rows["social_care"]["minutes"] == 90
+    # the reversed December exchange leaves nobody active in social care in Q4
+    assert rows["social_care"]["previous_people"] == 0
+    # small counts stay hidden in the previous column, and a change is shown only between shown counts
+    assert rows["public_health"]["previous_people_display"] == "fewer than 5"
+    assert rows["public_health"]["change_people"] is None and rows["public_health"]["change_people_display"] == "not shown"
 
 
 def test_two_timebanks_add_up(session, community):

@@ -1,10 +1,13 @@
 """The dashboard, print view, downloads and closing a period, as people see them."""
+import datetime as dt
+
 import pytest
 
 from tests.impact.fixed_community import build
 from timebank.community.service import add_membership, create_user
 
 Q1 = {"timebank": "fixed", "from": "2025-01-01", "to": "2025-03-31"}
+Q1_DATES = (dt.date(2025, 1, 1), dt.date(2025, 3, 31))
 
 
 @pytest.fixture
@@ -35,7 +38,7 @@ def test_commissioner_sees_dashboard_with_charts_and_tables(client, as_role):
     assert 'role="img"' in html and "<title" in html and "Trend by month" in html
     assert "fewer than 5" in html
     assert "Person a" not in html
-    assert "Not available yet" in html
+    assert "Requests open longer than 30 days" in html and "Change in people" in html
     assert "GBP 163.80" in html
     assert "Close this period" not in html  # only admins close periods
     assert 'href="/reports/" aria-current="page">Impact</a>' in html  # navigation
@@ -71,3 +74,28 @@ def test_admin_closes_period_and_dashboard_says_so(client, as_role):
     html = client.get("/reports/", query_string=Q1).get_data(as_text=True)
     assert "This period is closed" in html and "Corrections made later appear in the period" in html
     assert "Close this period" not in html
+
+
+def test_a_period_frozen_before_breakdowns_had_previous_figures_still_shows(client, session, community, as_role):
+    """Frozen reports never change: one stored in the earlier shape (no previous period per breakdown row, unmet
+    need not available) must still render and download."""
+    import json
+
+    from timebank.impact.service import canonical_json, close_period, content_hash
+
+    closed = close_period(session, timebank=community["timebank"], start=Q1_DATES[0], end=Q1_DATES[1])
+    old = json.loads(closed.report_json)
+    for section in old["breakdowns"].values():
+        for row in section["rows"]:
+            for key in [k for k in row if k.startswith(("previous_", "change_"))]:
+                del row[key]
+    old["unmet_need"] = {"available": False, "note": "Not available yet"}
+    closed.report_json = canonical_json(old)
+    closed.content_hash = content_hash(closed.report_json)
+    session.commit()
+    as_role("commissioner")
+    page = client.get("/reports/", query_string=Q1)
+    assert page.status_code == 200 and "This period is closed" in page.get_data(as_text=True)
+    assert "Not available yet" in page.get_data(as_text=True)
+    download = client.get("/reports/download.csv", query_string=Q1)
+    assert download.status_code == 200 and "headline,minutes_delivered,,780" in download.get_data(as_text=True)

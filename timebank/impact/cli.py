@@ -52,5 +52,22 @@ def impact_command(start, end, fmt, slug, group_by, output):
         sys.stdout.write(body)
 
 
+@reports_cli.command("rebuild-rollups")
+@click.option("--timebank", "slug", default=None, help="One time bank; every time bank when omitted.")
+def rebuild_rollups_command(slug):
+    """Rebuild the report roll-up from the raw exchange and transfer rows (after bulk loads or imports)."""
+    from timebank.community.service import timebank_by_slug
+    from timebank.impact.rollups import rebuild_rollups
+
+    try:
+        timebank_id = timebank_by_slug(db.session, slug).id if slug else None
+    except DomainError as exc:
+        db.session.rollback()
+        raise click.ClickException(exc.message) from exc
+    rows = rebuild_rollups(db.session, timebank_id)
+    db.session.commit()
+    click.echo(f"Report roll-up rebuilt for {slug or 'every time bank'}: {rows} fact rows.")
+
+
 def register(app: Flask) -> None:
     app.cli.add_command(reports_cli)

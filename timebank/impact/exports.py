@@ -20,6 +20,13 @@ def rows_of(report: dict) -> list[tuple]:
         for row in section["rows"]:
             rows.append((f"breakdown:{name}", "hours", row["label"], row["hours"]))
             rows.append((f"breakdown:{name}", "people", row["label"], row["people_display"]))
+            if "change_hours" not in row:  # frozen before breakdowns carried the previous period
+                continue
+            rows.append((f"breakdown:{name}", "hours_previous_period", row["label"], row["previous_hours"]))
+            rows.append((f"breakdown:{name}", "people_previous_period", row["label"],
+                         row["previous_people_display"]))
+            rows.append((f"breakdown:{name}", "change_hours", row["label"], row["change_hours"]))
+            rows.append((f"breakdown:{name}", "change_people", row["label"], row["change_people_display"]))
     for key, value in report["engagement"].items():
         rows.append(("engagement", key, "", "" if value is None else value))
     for level in report["value"]["levels"]:
@@ -27,7 +34,16 @@ def rows_of(report: dict) -> list[tuple]:
                      f'{level["source"]} ({level["year"]})', level["value"]))
     if report["value"].get("funding"):
         rows.append(("value", "funding", "", report["value"]["funding"]))
-    rows.append(("unmet_need", "available", report["unmet_need"]["note"], "no"))
+    unmet = report["unmet_need"]
+    if unmet.get("available"):
+        for key in ("days", "open_longer_than_days", "requests_posted", "requests_matched", "days_to_match_median",
+                    "days_to_match_p90"):
+            rows.append(("unmet_need", key, "", "" if unmet[key] is None else unmet[key]))
+        for key in ("by_category", "by_area"):
+            for row in unmet[key]:
+                rows.append((f"unmet_need:{key}", "requests", row["label"], row["requests_display"]))
+    else:
+        rows.append(("unmet_need", "available", unmet["note"], "no"))
     if report.get("closed"):
         rows.append(("closed", "content_hash", report["closed"]["closed_at"], report["closed"]["content_hash"]))
     return rows

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Date, DateTime, ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, Date, DateTime, ForeignKey, Index, Integer, SmallInteger, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from timebank.extensions import db
@@ -30,9 +30,78 @@ class ClosedPeriod(db.Model):
     __table_args__ = (UniqueConstraint("timebank_id", "period_start", "period_end"),)
 
 
-# Reports join exchanges to their transfers; the foundation has no index on exchange.transfer_id.
-from sqlalchemy import Index  # noqa: E402
+class ImpactFact(db.Model):
+    """Roll-up: one row per side (provider, recipient) of each signed exchange event.
 
+    An event is an exchange's `exchange`/`group_activity` transfer (sign +1) or the reversal of that
+    transfer (sign -1), dated by the transfer's effective date. These are exactly the rows the raw
+    report queries derive from `exchange` joined to `transfer` (queries.RAW_EVENTS_SQL), kept here so a
+    report reads one narrow, indexed table. Maintained by timebank/impact/rollups.py in the same
+    transaction as the exchange or reversal; `flask reports rebuild-rollups` rebuilds it from raw rows.
+    Labels (category and organisation names, a member's ward, age band, gender) are joined at read
+    time, so editing them never leaves the roll-up stale.
+    """
+
+    __tablename__ = "impact_fact"
+
+    # The key leads with (time bank, day) and, on SQLite, the table is stored in key order (WITHOUT ROWID):
+    # a period's rows are read in one sequential range instead of one random row lookup per index entry.
+    timebank_id: Mapped[int] = mapped_column(ForeignKey("timebank.id"), primary_key=True)
+    on_date: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    exchange_id: Mapped[int] = mapped_column(ForeignKey("exchange.id"), primary_key=True)
+    sign: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
+    # 1 when the event is a delivery (+1) of an exchange still confirmed: it makes its members "active".
+    active: Mapped[int] = mapped_column(SmallInteger)
+    side: Mapped[str] = mapped_column(String(9), primary_key=True)
+    membership_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The other side: a membership id, or minus an organisation id.
+    partner_key: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The organisation taking part, on either side (null for person-to-person).
+    organisation_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    minutes: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(5))
+    coproduction_type: Mapped[str] = mapped_column(String(30))
+    outcome_area: Mapped[str] = mapped_column(String(50))
+    collective: Mapped[bool] = mapped_column(Boolean)
+    substitutive: Mapped[bool] = mapped_column(Boolean)
+    category_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+    __table_args__ = (
+        Index("ix_impact_fact_exchange", "exchange_id"),
+        Index("ix_impact_fact_member", "membership_id", "on_date"),
+        {"sqlite_with_rowid": False},
+    )
+
+
+class ImpactDaily(db.Model):
+    """Roll-up of impact_fact per time bank, day and breakdown value: hours and exchanges (provider side).
+
+    `dimension` is "total" (value "") or a tag breakdown (values are tag codes, or category and
+    organisation ids as text, "" when none). `events` counts the fact rows (both sides), so a value
+    with activity but no net minutes still shows. Maintained with impact_fact (rollups.py).
+    """
+
+    __tablename__ = "impact_daily"
+
+    timebank_id: Mapped[int] = mapped_column(ForeignKey("timebank.id"), primary_key=True)
+    on_date: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    dimension: Mapped[str] = mapped_column(String(20), primary_key=True)
+    value: Mapped[str] = mapped_column(String(60), primary_key=True)
+    minutes: Mapped[int] = mapped_column(Integer)
+    exchanges: Mapped[int] = mapped_column(Integer)
+    events: Mapped[int] = mapped_column(Integer)
+
+
+# Reports join exchanges to their transfers; the foundation has no index on exchange.transfer_id.
 from timebank.exchanges.models import Exchange  # noqa: E402
 
 Index("ix_exchange_transfer_id", Exchange.transfer_id)
+
+# The ledger reconciliation sums one time bank's transfers of some kinds over a period.
+from timebank.ledger.models import Transfer  # noqa: E402
+
+Index("ix_transfer_timebank_kind_date", Transfer.timebank_id, Transfer.kind, Transfer.effective_date)
+
+from timebank.impact.rollups import install as _install_rollup_hook  # noqa: E402
+
+_install_rollup_hook()

@@ -13,37 +13,103 @@ import datetime as dt
 
 from sqlalchemy import bindparam, text
 
-# One signed row per exchange delivery (+) and per reversal of one (-).
-EVENTS_SQL = """
+# One signed row per exchange delivery (+) and per reversal of one (-), read from the raw tables.
+# {where_t} / {where_r} restrict the exchange transfers / the reversals (by time bank and date, or by exchange).
+RAW_EVENTS_SQL = """
 SELECT e.id AS exchange_id, e.status AS status, e.kind AS kind, e.minutes AS minutes, 1 AS sign,
        t.effective_date AS on_date, e.provider_membership_id AS pm, e.recipient_membership_id AS rm,
        e.provider_organisation_id AS po, e.recipient_organisation_id AS ro, e.coproduction_type AS coproduction_type,
        e.outcome_area AS outcome_area, e.collective AS collective, e.substitutive AS substitutive,
        e.category_id AS category_id, t.timebank_id AS timebank_id
 FROM transfer t JOIN exchange e ON e.transfer_id = t.id
-WHERE t.timebank_id IN :tb AND t.kind IN ('exchange', 'group_activity')
-  AND t.effective_date BETWEEN :{d0} AND :{d1} AND e.status IN ('confirmed', 'reversed')
+WHERE {where_t} AND t.kind IN ('exchange', 'group_activity') AND e.status IN ('confirmed', 'reversed')
 UNION ALL
 SELECT e.id, e.status, e.kind, -e.minutes, -1, r.effective_date, e.provider_membership_id,
        e.recipient_membership_id, e.provider_organisation_id, e.recipient_organisation_id, e.coproduction_type,
        e.outcome_area, e.collective, e.substitutive, e.category_id, r.timebank_id
 FROM transfer r JOIN exchange e ON e.transfer_id = r.reverses_transfer_id
-WHERE r.timebank_id IN :tb AND r.kind = 'reversal'
-  AND r.effective_date BETWEEN :{d0} AND :{d1} AND e.status IN ('confirmed', 'reversed')
+WHERE {where_r} AND r.kind = 'reversal' AND e.status IN ('confirmed', 'reversed')
 """
 
-# Each event twice: once for the provider side, once for the recipient side.
-PART_SQL = """
-SELECT ev.*, ev.pm AS membership_id, 'provider' AS side FROM ev
-UNION ALL
-SELECT ev.*, ev.rm AS membership_id, 'recipient' AS side FROM ev
-"""
+# Each event twice: once for the provider side, once for the recipient side. These are the columns
+# of the roll-up table impact_fact (models.ImpactFact), in its order.
+FACT_COLUMNS = ("timebank_id", "exchange_id", "on_date", "sign", "active", "side", "membership_id", "partner_key",
+                "organisation_id", "minutes", "kind", "coproduction_type", "outcome_area", "collective",
+                "substitutive", "category_id")
+_SIDE_SQL = """
+SELECT ev.timebank_id, ev.exchange_id, ev.on_date, ev.sign,
+       CASE WHEN ev.sign = 1 AND ev.status = 'confirmed' THEN 1 ELSE 0 END AS active,
+       '{side}' AS side, ev.{me} AS membership_id, COALESCE(ev.{other}, -ev.{other_org}) AS partner_key,
+       COALESCE(ev.po, ev.ro) AS organisation_id, ev.minutes, ev.kind, ev.coproduction_type, ev.outcome_area,
+       ev.collective, ev.substitutive, ev.category_id
+FROM {ev} ev"""
 
-ACTIVE = "p.sign = 1 AND p.status = 'confirmed'"
+
+def raw_facts_sql(events_name: str) -> str:
+    """The fact rows (both sides of each event) of the events CTE called `events_name`."""
+    return (_SIDE_SQL.format(side="provider", me="pm", other="rm", other_org="ro", ev=events_name) + " UNION ALL "
+            + _SIDE_SQL.format(side="recipient", me="rm", other="pm", other_org="po", ev=events_name))
+
+
+def raw_events_sql(d0: str = "d0", d1: str = "d1") -> str:
+    return RAW_EVENTS_SQL.format(
+        where_t=f"t.timebank_id IN :tb AND t.effective_date BETWEEN :{d0} AND :{d1}",
+        where_r=f"r.timebank_id IN :tb AND r.effective_date BETWEEN :{d0} AND :{d1}")
+
+
+SOURCES = ("rollup", "raw")
+
+
+def _facts(source: str, name: str = "p", suffix: str = "") -> str:
+    """A CTE `name` holding the period's fact rows: from the roll-up table, or derived from raw rows (the oracle)."""
+    d0, d1 = f"d0{suffix}", f"d1{suffix}"
+    if source == "raw":
+        return (f"ev{suffix} AS MATERIALIZED ({raw_events_sql(d0, d1)}), "
+                f"{name} AS ({raw_facts_sql('ev' + suffix)})")
+    if source != "rollup":
+        raise ValueError(source)
+    return (f"{name} AS (SELECT {', '.join(FACT_COLUMNS)} FROM impact_fact "
+            f"WHERE timebank_id IN :tb AND on_date BETWEEN :{d0} AND :{d1})")
+
+
+# Breakdown dimensions kept per day in impact_daily: name -> value expression over a fact row p.
+DAILY_DIMENSIONS = {
+    "total": "''",
+    "coproduction_type": "p.coproduction_type",
+    "outcome_area": "p.outcome_area",
+    "collective": "CASE WHEN p.collective THEN 'collective' ELSE 'individual' END",
+    "substitutive": "CASE WHEN p.substitutive THEN 'substitutive' ELSE 'additive' END",
+    "category": "COALESCE(CAST(p.category_id AS VARCHAR(20)), '')",
+    "organisation": "COALESCE(CAST(p.organisation_id AS VARCHAR(20)), '')",
+    "kind": "p.kind",
+}
+DAILY_COLUMNS = ("timebank_id", "on_date", "dimension", "value", "minutes", "exchanges", "events")
+
+
+def daily_from_facts_sql(facts: str, where: str = "1 = 1") -> str:
+    """impact_daily rows (DAILY_COLUMNS) grouped from the fact rows in `facts` (a table or CTE name)."""
+    return " UNION ALL ".join(f"""
+        SELECT p.timebank_id AS timebank_id, p.on_date AS on_date, '{name}' AS dimension, {expr} AS value,
+               SUM(CASE WHEN p.side = 'provider' THEN p.minutes ELSE 0 END) AS minutes,
+               SUM(CASE WHEN p.side = 'provider' THEN p.sign ELSE 0 END) AS exchanges, COUNT(*) AS events
+        FROM {facts} p WHERE {where} GROUP BY p.timebank_id, p.on_date{'' if name == 'total' else ', ' + expr}"""
+                              for name, expr in DAILY_DIMENSIONS.items())
+
+
+def _daily(source: str, suffix: str = "") -> str:
+    """A CTE `dly` with the period's impact_daily rows (from the table, or grouped from raw-derived facts)."""
+    d0, d1 = f"d0{suffix}", f"d1{suffix}"
+    if source == "raw":
+        return f"{_facts('raw', 'p', suffix)}, dly AS ({daily_from_facts_sql('p')})"
+    return (f"dly AS (SELECT {', '.join(DAILY_COLUMNS)} FROM impact_daily "
+            f"WHERE timebank_id IN :tb AND on_date BETWEEN :{d0} AND :{d1})")
+
+
+ACTIVE = "p.active = 1"
 
 NOT_STATED = "not stated"
 
-# label expression for each breakdown; p = participation, m = its membership, c = category, o = organisation
+# label expression for each breakdown; p = fact row, m = its membership, c = category, o = organisation
 DIMENSIONS = {
     "coproduction_type": ("Type of co-production", "p.coproduction_type"),
     "outcome_area": ("Outcome area", "p.outcome_area"),
@@ -79,9 +145,8 @@ def _days_between(session, later: str, earlier: str) -> str:
     return f"({later} - {earlier})"
 
 
-def _with(suffix: str = "") -> str:
-    d0, d1 = f"d0{suffix}", f"d1{suffix}"
-    return f"WITH ev AS MATERIALIZED ({EVENTS_SQL.format(d0=d0, d1=d1)}), p AS ({PART_SQL}) "
+def _with(source: str = "rollup", suffix: str = "") -> str:
+    return f"WITH {_facts(source, 'p', suffix)} "
 
 
 def _run(session, sql: str, params: dict):
@@ -95,36 +160,39 @@ def _params(timebank_ids, start, end, **extra) -> dict:
     return {"tb": list(timebank_ids), "d0": start, "d1": end, **extra}
 
 
-def headline(session, timebank_ids, start: dt.date, end: dt.date) -> dict:
+def headline(session, timebank_ids, start: dt.date, end: dt.date, source: str = "rollup") -> dict:
     """Hours, exchanges, members (total, active, new), organisations, people who gave and received."""
     params = _params(timebank_ids, start, end)
-    # One statement, so the period's events are materialised once.
-    row = _run(session, _with() + f"""
+    row = _run(session, _with(source) + f"""
         SELECT COALESCE(SUM(CASE WHEN p.side = 'provider' THEN p.minutes ELSE 0 END), 0),
                COALESCE(SUM(CASE WHEN p.side = 'provider' THEN p.sign ELSE 0 END), 0),
-               COUNT(DISTINCT CASE WHEN {ACTIVE} THEN p.membership_id END),
-               COUNT(DISTINCT CASE WHEN {ACTIVE} THEN COALESCE(p.po, p.ro) END),
-               (SELECT COUNT(*) FROM (
-                  SELECT q.membership_id FROM p q
-                  WHERE q.sign = 1 AND q.status = 'confirmed' AND q.membership_id IS NOT NULL
-                  GROUP BY q.membership_id HAVING COUNT(DISTINCT q.side) = 2) both_sides)
+               COUNT(DISTINCT CASE WHEN {ACTIVE} THEN p.organisation_id END)
         FROM p""", params).one()
-    gave_and_received = row[4]
+    people = _run(session, _with(source) + f"""
+        SELECT COUNT(*), COALESCE(SUM(gave * received), 0) FROM (
+          SELECT MAX(CASE WHEN p.side = 'provider' THEN 1 ELSE 0 END) AS gave,
+                 MAX(CASE WHEN p.side = 'recipient' THEN 1 ELSE 0 END) AS received
+          FROM p WHERE {ACTIVE} AND p.membership_id IS NOT NULL GROUP BY p.membership_id) per_member""",
+                  params).one()
+    return _headline(session, timebank_ids, start, end, row[0], row[1], row[2], people[0], people[1])
+
+
+def _headline(session, timebank_ids, start, end, minutes, exchanges, organisations, active, gave_and_received):
     members = _run(session, f"""
         SELECT COUNT(*), COALESCE(SUM(CASE WHEN m.joined_on >= :d0 THEN 1 ELSE 0 END), 0)
         FROM membership m
         WHERE m.timebank_id IN :tb AND m.status = 'active' AND {MEMBER_ROLES_SQL} AND m.joined_on <= :d1""",
-                   params).one()
-    minutes = int(row[0])
+                   _params(timebank_ids, start, end)).one()
+    minutes = int(minutes or 0)
     return {
         "minutes_delivered": minutes,
         "hours_delivered": round(minutes / 60, 1),
-        "exchanges": int(row[1]),
+        "exchanges": int(exchanges or 0),
         "members_total": int(members[0]),
-        "members_active": int(row[2]),
+        "members_active": int(active or 0),
         "members_new": int(members[1]),
-        "organisations_taking_part": int(row[3]),
-        "members_gave_and_received": int(gave_and_received),
+        "organisations_taking_part": int(organisations or 0),
+        "members_gave_and_received": int(gave_and_received or 0),
     }
 
 
@@ -143,18 +211,19 @@ def ledger_minutes_delivered(session, timebank_ids, start: dt.date, end: dt.date
         """, _params(timebank_ids, start, end)).scalar_one())
 
 
-def minutes_by_timebank(session, timebank_ids, start: dt.date, end: dt.date) -> dict[int, int]:
-    rows = _run(session, _with() + """
+def minutes_by_timebank(session, timebank_ids, start: dt.date, end: dt.date, source: str = "rollup") -> dict[int, int]:
+    rows = _run(session, _with(source) + """
         SELECT p.timebank_id, COALESCE(SUM(p.minutes), 0) FROM p WHERE p.side = 'provider' GROUP BY p.timebank_id""",
                 _params(timebank_ids, start, end))
     return {int(tb): int(minutes) for tb, minutes in rows}
 
 
-def trend(session, timebank_ids, start: dt.date, end: dt.date, group_by: str = "month") -> list[dict]:
+def trend(session, timebank_ids, start: dt.date, end: dt.date, group_by: str = "month",
+          source: str = "rollup") -> list[dict]:
     """Hours, exchanges, active and new members per month (or year)."""
     params = _params(timebank_ids, start, end)
     bucket = _month(session, "p.on_date", group_by)
-    rows = _run(session, _with() + f"""
+    rows = _run(session, _with(source) + f"""
         SELECT {bucket} AS bucket,
                COALESCE(SUM(CASE WHEN p.side = 'provider' THEN p.minutes ELSE 0 END), 0),
                COALESCE(SUM(CASE WHEN p.side = 'provider' THEN p.sign ELSE 0 END), 0),
@@ -190,19 +259,23 @@ def _buckets(start: dt.date, end: dt.date, group_by: str) -> list[str]:
     return list(dict.fromkeys(labels))
 
 
-def breakdown(session, timebank_ids, start: dt.date, end: dt.date, dimension: str) -> list[dict]:
+def _label(name: str) -> str:
+    missing = "no organisation" if name == "organisation" else NOT_STATED
+    return f"COALESCE({DIMENSIONS[name][1]}, '{missing}')"
+
+
+def breakdown(session, timebank_ids, start: dt.date, end: dt.date, dimension: str,
+              source: str = "rollup") -> list[dict]:
     """Minutes delivered (provider side) and distinct people taking part, by one dimension."""
-    _title, expression = DIMENSIONS[dimension]
-    missing = "no organisation" if dimension == "organisation" else NOT_STATED
-    label = f"COALESCE({expression}, '{missing}')"
-    rows = _run(session, _with() + f"""
+    label = _label(dimension)
+    rows = _run(session, _with(source) + f"""
         SELECT {label} AS label,
                COALESCE(SUM(CASE WHEN p.side = 'provider' THEN p.minutes ELSE 0 END), 0) AS minutes,
                COUNT(DISTINCT CASE WHEN {ACTIVE} THEN p.membership_id END) AS people
         FROM p
         LEFT JOIN membership m ON m.id = p.membership_id
         LEFT JOIN category c ON c.id = p.category_id
-        LEFT JOIN organisation o ON o.id = COALESCE(p.po, p.ro)
+        LEFT JOIN organisation o ON o.id = p.organisation_id
         GROUP BY {label}
         HAVING SUM(CASE WHEN p.side = 'provider' THEN p.minutes ELSE 0 END) <> 0
             OR COUNT(DISTINCT CASE WHEN {ACTIVE} THEN p.membership_id END) > 0
@@ -210,46 +283,32 @@ def breakdown(session, timebank_ids, start: dt.date, end: dt.date, dimension: st
     return [{"label": str(r[0]), "minutes": int(r[1]), "people": int(r[2])} for r in rows]
 
 
-def active_member_count_in_both(session, timebank_ids, start, end, prev_start, prev_end) -> tuple[int, int]:
+def active_member_count_in_both(session, timebank_ids, start, end, prev_start, prev_end,
+                                source: str = "rollup") -> tuple[int, int]:
     """(members active in the previous period, of whom also active in this one)."""
     params = {**_params(timebank_ids, start, end), "d0b": prev_start, "d1b": prev_end}
-    events_now = EVENTS_SQL.format(d0="d0", d1="d1")
-    events_prev = EVENTS_SQL.format(d0="d0b", d1="d1b")
-    active = """SELECT pm AS mid FROM {ev} WHERE sign = 1 AND status = 'confirmed' AND pm IS NOT NULL
-                UNION SELECT rm FROM {ev} WHERE sign = 1 AND status = 'confirmed' AND rm IS NOT NULL"""
     row = _run(session, f"""
-        WITH now_ev AS MATERIALIZED ({events_now}), prev_ev AS MATERIALIZED ({events_prev}),
-             now_m AS ({active.format(ev='now_ev')}), prev_m AS ({active.format(ev='prev_ev')})
+        WITH {_facts(source, 'p')}, {_facts(source, 'q', 'b')},
+             now_m AS (SELECT DISTINCT membership_id AS mid FROM p WHERE active = 1 AND membership_id IS NOT NULL),
+             prev_m AS (SELECT DISTINCT membership_id AS mid FROM q WHERE active = 1 AND membership_id IS NOT NULL)
         SELECT (SELECT COUNT(*) FROM prev_m),
                (SELECT COUNT(*) FROM prev_m JOIN now_m ON now_m.mid = prev_m.mid)""", params).one()
     return int(row[0]), int(row[1])
 
 
 def engagement(session, timebank_ids, start: dt.date, end: dt.date, prev_start: dt.date, prev_end: dt.date,
-               head: dict) -> dict:
+               head: dict, source: str = "rollup") -> dict:
     params = _params(timebank_ids, start, end)
-    partners = _run(session, _with() + f"""
-        SELECT AVG(n) FROM (
-          SELECT a, COUNT(DISTINCT b) AS n FROM (
-            SELECT pm AS a, COALESCE(rm, -ro) AS b FROM ev WHERE sign = 1 AND status = 'confirmed' AND pm IS NOT NULL
-            UNION ALL
-            SELECT rm, COALESCE(pm, -po) FROM ev WHERE sign = 1 AND status = 'confirmed' AND rm IS NOT NULL
-          ) pairs GROUP BY a
-        ) per_member""", params).scalar_one()
-    traded_before = """SELECT 1 FROM exchange e JOIN transfer t ON t.id = e.transfer_id
-        WHERE e.status IN ('confirmed', 'reversed') AND t.effective_date <= :d1 AND e.{side}_membership_id = m.id"""
-    no_trade = _run(session, f"""
-        SELECT COUNT(*) FROM membership m
-        WHERE m.timebank_id IN :tb AND m.status = 'active' AND {MEMBER_ROLES_SQL} AND m.joined_on <= :d1
-          AND NOT EXISTS ({traded_before.format(side='provider')})
-          AND NOT EXISTS ({traded_before.format(side='recipient')})""", params).scalar_one()
-    # A member who joined in the period and traded by its end first traded within it: read it from the events.
-    days = _run(session, _with() + f"""
-        SELECT AVG({_days_between(session, 'f.first_on', 'm.joined_on')}), COUNT(*)
-        FROM (SELECT p.membership_id AS mid, MIN(p.on_date) AS first_on FROM p
-              WHERE {ACTIVE} AND p.membership_id IS NOT NULL GROUP BY p.membership_id) f
-        JOIN membership m ON m.id = f.mid
-        WHERE m.joined_on BETWEEN :d0 AND :d1 AND {MEMBER_ROLES_SQL}""", params).one()
+    # Per active member: distinct partners and first day traded in the period; then averaged.
+    partners, days, new_with_first = _run(session, _with(source) + f"""
+        SELECT AVG(f.partners),
+               AVG(CASE WHEN m.joined_on BETWEEN :d0 AND :d1 AND {MEMBER_ROLES_SQL}
+                        THEN {_days_between(session, 'f.first_on', 'm.joined_on')} END),
+               COALESCE(SUM(CASE WHEN m.joined_on BETWEEN :d0 AND :d1 AND {MEMBER_ROLES_SQL} THEN 1 ELSE 0 END), 0)
+        FROM (SELECT p.membership_id AS mid, COUNT(DISTINCT p.partner_key) AS partners, MIN(p.on_date) AS first_on
+              FROM p WHERE {ACTIVE} AND p.membership_id IS NOT NULL GROUP BY p.membership_id) f
+        JOIN membership m ON m.id = f.mid""", params).one()
+    no_trade = _no_trade_yet(session, timebank_ids, start, end, source)
     pot = {kind: {"transfers": 0, "minutes": 0} for kind in ("donation", "grant")}
     for kind, transfers, minutes in _run(session, """
         SELECT t.kind, COUNT(DISTINCT t.id), COALESCE(SUM(p.minutes), 0)
@@ -258,7 +317,8 @@ def engagement(session, timebank_ids, start: dt.date, end: dt.date, prev_start: 
           AND t.effective_date BETWEEN :d0 AND :d1
         GROUP BY t.kind""", params):
         pot[kind] = {"transfers": int(transfers), "minutes": int(minutes)}
-    prev_active, retained = active_member_count_in_both(session, timebank_ids, start, end, prev_start, prev_end)
+    prev_active, retained = active_member_count_in_both(session, timebank_ids, start, end, prev_start, prev_end,
+                                                        source)
     total, active = head["members_total"], head["members_active"]
     return {
         "share_active": round(active / total, 3) if total else None,
@@ -268,8 +328,8 @@ def engagement(session, timebank_ids, start: dt.date, end: dt.date, prev_start: 
         "exchanges_per_active_member": round(head["exchanges"] / active, 2) if active else None,
         "distinct_partners_per_member": round(float(partners), 2) if partners is not None else None,
         "members_no_trade_yet": int(no_trade),
-        "days_joining_to_first_exchange_avg": round(float(days[0]), 1) if days[0] is not None else None,
-        "new_members_with_first_exchange": int(days[1]),
+        "days_joining_to_first_exchange_avg": round(float(days), 1) if days is not None else None,
+        "new_members_with_first_exchange": int(new_with_first or 0),
         "pot_donations_minutes": pot["donation"]["minutes"],
         "pot_donations": pot["donation"]["transfers"],
         "pot_grants_minutes": pot["grant"]["minutes"],
@@ -277,11 +337,26 @@ def engagement(session, timebank_ids, start: dt.date, end: dt.date, prev_start: 
     }
 
 
-def all_breakdowns(session, timebank_ids, start: dt.date, end: dt.date) -> dict[str, list[dict]]:
-    """Every breakdown in one statement: the events are materialised once, then grouped per dimension."""
-    labelled = ", ".join(
-        f"COALESCE({expr}, '{'no organisation' if name == 'organisation' else NOT_STATED}') AS d_{name}"
-        for name, (_title, expr) in DIMENSIONS.items())
+def _no_trade_yet(session, timebank_ids, start, end, source: str) -> int:
+    """Members (joined by the period's end) with no exchange delivered by the period's end."""
+    if source == "raw":
+        traded = """SELECT 1 FROM exchange e JOIN transfer t ON t.id = e.transfer_id
+            WHERE e.status IN ('confirmed', 'reversed') AND t.effective_date <= :d1 AND e.{side}_membership_id = m.id"""
+        condition = (f"NOT EXISTS ({traded.format(side='provider')}) "
+                     f"AND NOT EXISTS ({traded.format(side='recipient')})")
+    else:
+        condition = ("NOT EXISTS (SELECT 1 FROM impact_fact f WHERE f.membership_id = m.id AND f.sign = 1 "
+                     "AND f.on_date <= :d1)")
+    return int(_run(session, f"""
+        SELECT COUNT(*) FROM membership m
+        WHERE m.timebank_id IN :tb AND m.status = 'active' AND {MEMBER_ROLES_SQL} AND m.joined_on <= :d1
+          AND {condition}""", _params(timebank_ids, start, end)).scalar_one())
+
+
+def all_breakdowns(session, timebank_ids, start: dt.date, end: dt.date,
+                   source: str = "rollup") -> dict[str, list[dict]]:
+    """Every breakdown in one statement: the period's facts are labelled once, then grouped per dimension."""
+    labelled = ", ".join(f"{_label(name)} AS d_{name}" for name in DIMENSIONS)
     per_dimension = " UNION ALL ".join(f"""
         SELECT '{name}' AS dimension, d_{name} AS label,
                COALESCE(SUM(CASE WHEN side = 'provider' THEN minutes ELSE 0 END), 0) AS minutes,
@@ -290,15 +365,14 @@ def all_breakdowns(session, timebank_ids, start: dt.date, end: dt.date) -> dict[
         HAVING SUM(CASE WHEN side = 'provider' THEN minutes ELSE 0 END) <> 0
             OR COUNT(DISTINCT CASE WHEN active = 1 THEN membership_id END) > 0""" for name in DIMENSIONS)
     sql = f"""
-        WITH ev AS MATERIALIZED ({EVENTS_SQL.format(d0='d0', d1='d1')}),
-             p AS ({PART_SQL}),
+        WITH {_facts(source)},
              lp AS MATERIALIZED (
                SELECT p.side AS side, p.minutes AS minutes, p.membership_id AS membership_id,
-                      CASE WHEN {ACTIVE} THEN 1 ELSE 0 END AS active, {labelled}
+                      p.active AS active, {labelled}
                FROM p
                LEFT JOIN membership m ON m.id = p.membership_id
                LEFT JOIN category c ON c.id = p.category_id
-               LEFT JOIN organisation o ON o.id = COALESCE(p.po, p.ro))
+               LEFT JOIN organisation o ON o.id = p.organisation_id)
         {per_dimension}"""
     out: dict[str, list[dict]] = {name: [] for name in DIMENSIONS}
     for dimension, label, minutes, people in _run(session, sql, _params(timebank_ids, start, end)):
