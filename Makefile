@@ -8,7 +8,7 @@ export FLASK_APP := timebank
 TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 export TEST_POSTGRES_URL
 
-.PHONY: run test test-sqlite test-postgres install install-dev postgres-up bench-ledger bench-matching bench-reports bench-demo bench-load audit clean
+.PHONY: run test test-sqlite test-postgres install install-dev postgres-up bench-ledger bench-matching bench-reports bench-demo bench-load bench-faults audit clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,17 @@ bench-reports: install-dev
 
 bench-demo: install-dev
 	$(BIN)/python bench/demo_bench.py S M
+
+# The service under load: gunicorn (4 workers) on a private PostgreSQL (port 55432, under /tmp), the L demo community
+# seeded once into a template database; prints per-endpoint latency, steps the rate to find the knee, then
+# runs ledger verify. SIZE=M for the medium community.
+SIZE ?= L
+bench-load: install-dev
+	$(BIN)/python bench/load.py --size $(SIZE)
+
+# Fault drill on the private PostgreSQL: SIGKILL gunicorn workers and restart PostgreSQL under keyed writes.
+bench-faults: install-dev
+	$(BIN)/python bench/faults.py
 
 # Known-vulnerability audit of the installed dependencies (needs the PyPI/OSV vulnerability service).
 audit: install-dev
