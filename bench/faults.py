@@ -2,8 +2,9 @@
 
     make bench-faults                     # = python bench/faults.py  (about a minute and a half)
 
-Runs against a private PostgreSQL (bench/private_pg.py, port 55432 under /tmp), never the shared server,
-so restarting it disturbs no one. The S demo community is copied from a cached template database.
+Runs against its own private PostgreSQL (bench/private_pg.py, port 55433 under /tmp/timebank-faults-pg), never
+the shared server, so restarting it disturbs no one. A small community (one broker, 80 members) is made through
+the app's services in a fresh database.
 
 While 8 clients write (broker transfers through POST /api/v1/transfers and broker-recorded exchanges through
 POST /api/v1/exchanges, each with its own Idempotency-Key, retrying the same key and body after a connection
@@ -37,6 +38,9 @@ from pathlib import Path
 import httpx
 import sqlalchemy as sa
 
+# Its own private cluster (not the load bench's): restarting it must not cut a seeding or a load run.
+os.environ.setdefault("BENCH_PG_PORT", "55433")
+os.environ.setdefault("BENCH_PG_DATA", "/tmp/timebank-faults-pg")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import loadlib  # noqa: E402
@@ -45,32 +49,36 @@ import private_pg  # noqa: E402
 MARK = "fault drill"
 
 
-def prepare(database: str) -> dict:
-    os.environ.update(loadlib.flask_env(database))
-    from sqlalchemy import select
+def fresh_database(name: str = "timebank_faults") -> str:
+    with loadlib.admin_engine().connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    loadlib.flask(name, "db", "upgrade")
+    return name
 
+
+def prepare(database: str, n_members: int = 80) -> dict:
+    """A time bank with a broker and members (floor -10 hours), made through the app's services."""
+    os.environ.update(loadlib.flask_env(database))
     from timebank import create_app
     from timebank.community.auth import issue_token
-    from timebank.community.models import Membership, TimeBank, User
+    from timebank.community.service import add_membership, create_timebank, create_user
     from timebank.extensions import db
-    from timebank.ledger.models import Account
 
     app = create_app()
     with app.app_context():
         session = db.session
-        timebank = session.scalar(select(TimeBank).order_by(TimeBank.id))
-        broker = session.scalar(select(User).join(Membership, Membership.user_id == User.id).where(
-            Membership.timebank_id == timebank.id, Membership.role == "broker", Membership.status == "active"))
+        timebank = create_timebank(session, slug="faults", name="Fault Drill Time Bank")
+        broker = create_user(session, email="broker@faults.example", display_name="Drill Broker")
+        add_membership(session, user=broker, timebank=timebank, role="broker")
+        members = []
+        for i in range(n_members):
+            user = create_user(session, email=f"m{i}@faults.example", display_name=f"Member {i}")
+            membership = add_membership(session, user=user, timebank=timebank, role="member")
+            members.append({"membership_id": membership.id, "account_id": membership.account_id})
         token = issue_token(session, broker, ttl_hours=2)[0]
-        members = session.execute(
-            select(Membership.id, Account.id).join(Account, Account.id == Membership.account_id)
-            .join(User, User.id == Membership.user_id)
-            .where(Membership.timebank_id == timebank.id, Membership.status == "active",
-                   Membership.role == "member", User.is_active_user.is_(True), User.erased_at.is_(None),
-                   Account.balance_minutes - sa.func.coalesce(Account.floor_minutes, -600) > 600)
-            .limit(120)).all()
         session.commit()
-    return {"token": token, "members": [{"membership_id": m, "account_id": a} for m, a in members]}
+    return {"token": token, "members": members}
 
 
 class Client:
@@ -114,7 +122,9 @@ class Client:
                                 code = response.json().get("code")
                             except ValueError:
                                 pass
-                        self.log["outcomes"][f"{status} {code or ''}".strip()] += 1
+                        replayed = " (replayed: the write had committed before the answer was lost)" \
+                            if response.headers.get("Idempotent-Replayed") else ""
+                        self.log["outcomes"][f"{status} {code or ''}".strip() + replayed] += 1
                         if status == 201:
                             self.log["acked"][key] = (path, response.json()["id"])
                             if attempt > 1:
@@ -218,7 +228,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     private_pg.start()
-    database = loadlib.fresh_copy(loadlib.seeded_template("S"), "timebank_faults")
+    database = fresh_database()
     setup = prepare(database)
     print(f"fault drill on {database} (private PostgreSQL {private_pg.url(database)}), {args.clients} writers, "
           f"{args.seconds:.0f} s; load average {loadlib.load_average()}")
