@@ -295,7 +295,8 @@ def print_table(result: dict, load_before: str, load_after: str) -> None:
     if "server_cpu_ms_per_request" in result:
         server_ms, client_ms = result["server_cpu_ms_per_request"], result["client_cpu_ms_per_request"]
         cores = os.cpu_count() or 1
-        print(f"CPU per request: server {server_ms:.1f} ms (gunicorn + PostgreSQL), client {client_ms:.1f} ms; "
+        print(f"CPU per request: server {server_ms:.1f} ms (gunicorn {result['app_cpu_ms_per_request']:.1f} + "
+              f"PostgreSQL {result['db_cpu_ms_per_request']:.1f}), client {client_ms:.1f} ms; "
               f"so {cores} idle cores could serve at most ~{cores * 1000 / (server_ms + client_ms):.0f} req/s "
               f"with this client on the same machine, ~{cores * 1000 / server_ms:.0f} req/s without it")
     verdict = "HOLDS" if result["ok"] else "DOES NOT HOLD"
@@ -346,15 +347,18 @@ def main(argv=None) -> int:
         knee_rates = [float(r) for r in args.knee.split(",") if r.strip()]
         for phase, (rate, seconds) in enumerate(phases + [(r, args.step_seconds) for r in knee_rates]):
             before = loadlib.load_average()
-            pids = loadlib.server_pids(server)
-            server_cpu0, client_cpu0 = loadlib.cpu_seconds(pids), time.process_time()
+            app_pids, db_pids = loadlib.server_pids(server)
+            app_cpu0, db_cpu0 = loadlib.cpu_seconds(app_pids), loadlib.cpu_seconds(db_pids)
+            client_cpu0 = time.process_time()
             rec, elapsed = asyncio.run(driver.run(rate=rate, seconds=seconds, max_requests=args.max_requests))
             result = summarise(rec, elapsed, rate)
             # CPU per request does not depend on how busy the machine is: it says what an idle one could do.
             # Requests the client gave up waiting for were still served: count them too.
             done = max(1, result["overall"]["count"] + sum(
                 n for k, n in rec.transport_errors.items() if k.endswith("Timeout")))
-            result["server_cpu_ms_per_request"] = (loadlib.cpu_seconds(pids) - server_cpu0) * 1000 / done
+            result["app_cpu_ms_per_request"] = (loadlib.cpu_seconds(app_pids) - app_cpu0) * 1000 / done
+            result["db_cpu_ms_per_request"] = (loadlib.cpu_seconds(db_pids) - db_cpu0) * 1000 / done
+            result["server_cpu_ms_per_request"] = result["app_cpu_ms_per_request"] + result["db_cpu_ms_per_request"]
             result["client_cpu_ms_per_request"] = (time.process_time() - client_cpu0) * 1000 / done
             result["phase"] = "main" if phase == 0 else "knee"
             result["load_before"], result["load_after"] = before, loadlib.load_average()

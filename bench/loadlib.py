@@ -174,13 +174,13 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / tick
 
 
-def server_pids(server: Gunicorn) -> list[int]:
-    """The gunicorn master and workers, and the private PostgreSQL's postmaster and backends."""
-    pids = []
+def server_pids(server: Gunicorn) -> tuple[list[int], list[int]]:
+    """(the gunicorn master and workers, the private PostgreSQL's postmaster and backends)."""
+    app, database = [], []
     if server.process is not None:
-        pids += [server.process.pid] + server.worker_pids()
+        app += [server.process.pid] + server.worker_pids()
     pid_file = private_pg.DATA_DIR / "postmaster.pid"
     if pid_file.exists():
         postmaster = int(pid_file.read_text().split()[0])
-        pids += [postmaster] + _children(postmaster)
-    return pids
+        database += [postmaster] + _children(postmaster)
+    return app, database
