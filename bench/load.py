@@ -280,6 +280,42 @@ def summarise(rec: Recorder, seconds: float, rate: float) -> dict:
             "transport_errors": dict(rec.transport_errors), "codes_4xx": dict(rec.codes_4xx), "late": rec.late}
 
 
+def measure(server, driver, kind: str, rate: float, seconds: float, max_requests: int) -> dict:
+    """One phase at an offered rate, with the CPU the server side used per request."""
+    drain(server)
+    before = loadlib.load_average()
+    app_pids, db_pids = loadlib.server_pids(server)
+    app_cpu0, db_cpu0 = loadlib.cpu_seconds(app_pids), loadlib.cpu_seconds(db_pids)
+    client_cpu0 = time.process_time()
+    rec, elapsed = asyncio.run(driver.run(rate=rate, seconds=seconds, max_requests=max_requests))
+    result = summarise(rec, elapsed, rate)
+    # CPU per request does not depend much on how busy the machine is: it says what an idle one could do.
+    # Requests the client gave up waiting for were still served: count them too.
+    done = max(1, result["overall"]["count"] + sum(n for k, n in rec.transport_errors.items() if k.endswith("Timeout")))
+    result["app_cpu_ms_per_request"] = (loadlib.cpu_seconds(app_pids) - app_cpu0) * 1000 / done
+    result["db_cpu_ms_per_request"] = (loadlib.cpu_seconds(db_pids) - db_cpu0) * 1000 / done
+    result["server_cpu_ms_per_request"] = result["app_cpu_ms_per_request"] + result["db_cpu_ms_per_request"]
+    result["client_cpu_ms_per_request"] = (time.process_time() - client_cpu0) * 1000 / done
+    result["phase"] = kind
+    result["load_before"], result["load_after"] = before, loadlib.load_average()
+    print_table(result, before, result["load_after"])
+    return result
+
+
+def drain(server, limit: float = 90) -> None:
+    """Wait until the server answers promptly again: a saturated phase leaves abandoned requests queued."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        t0 = time.perf_counter()
+        try:
+            httpx.get(server.base_url + "/healthz", timeout=30)
+        except httpx.HTTPError:
+            pass
+        if time.perf_counter() - t0 < 0.2:
+            return
+        time.sleep(1)
+
+
 def print_table(result: dict, load_before: str, load_after: str) -> None:
     print(f"\n== offered {result['rate']:.0f} req/s for {result['seconds']:.0f} s "
           f"(load average before {load_before}, after {load_after}) ==")
@@ -310,7 +346,7 @@ def main(argv=None) -> int:
     parser.add_argument("--rate", type=float, default=200, help="offered requests per second for the main run")
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--max-requests", type=int, default=50_000, help="hard cap per phase")
-    parser.add_argument("--knee", default="100,150,200,250,300,400",
+    parser.add_argument("--knee", default="10,20,40,60,80,100,150,200,250",
                         help="rates to step through (stops after the first that fails); empty to skip")
     parser.add_argument("--step-seconds", type=float, default=20)
     parser.add_argument("--workers", type=int, default=4)
@@ -343,30 +379,16 @@ def main(argv=None) -> int:
             print(f"{row['endpoint']:<22}{row['p50']:>9.1f}{row['p95']:>9.1f}{row['max']:>9.1f}{row['4xx']:>6}"
                   f"{row['5xx']:>6}")
         results["serial"] = serial
-        phases = [(args.rate, args.seconds)]
+        # The knee first, rising, stopping at the first rate that fails; then the main run at the target rate.
         knee_rates = [float(r) for r in args.knee.split(",") if r.strip()]
-        for phase, (rate, seconds) in enumerate(phases + [(r, args.step_seconds) for r in knee_rates]):
-            before = loadlib.load_average()
-            app_pids, db_pids = loadlib.server_pids(server)
-            app_cpu0, db_cpu0 = loadlib.cpu_seconds(app_pids), loadlib.cpu_seconds(db_pids)
-            client_cpu0 = time.process_time()
-            rec, elapsed = asyncio.run(driver.run(rate=rate, seconds=seconds, max_requests=args.max_requests))
-            result = summarise(rec, elapsed, rate)
-            # CPU per request does not depend on how busy the machine is: it says what an idle one could do.
-            # Requests the client gave up waiting for were still served: count them too.
-            done = max(1, result["overall"]["count"] + sum(
-                n for k, n in rec.transport_errors.items() if k.endswith("Timeout")))
-            result["app_cpu_ms_per_request"] = (loadlib.cpu_seconds(app_pids) - app_cpu0) * 1000 / done
-            result["db_cpu_ms_per_request"] = (loadlib.cpu_seconds(db_pids) - db_cpu0) * 1000 / done
-            result["server_cpu_ms_per_request"] = result["app_cpu_ms_per_request"] + result["db_cpu_ms_per_request"]
-            result["client_cpu_ms_per_request"] = (time.process_time() - client_cpu0) * 1000 / done
-            result["phase"] = "main" if phase == 0 else "knee"
-            result["load_before"], result["load_after"] = before, loadlib.load_average()
-            print_table(result, before, result["load_after"])
+        phases = [("knee", r, args.step_seconds) for r in knee_rates] + [("main", args.rate, args.seconds)]
+        for kind, rate, seconds in phases:
+            result = measure(server, driver, kind, rate, seconds, args.max_requests)
             results["phases"].append(result)
-            if phase > 0 and not result["ok"]:
+            if kind == "knee" and not result["ok"]:  # past the knee: skip the higher steps, still do the main run
+                main_run = [p for p in phases if p[0] == "main"][0]
+                results["phases"].append(measure(server, driver, *main_run, args.max_requests))
                 break
-            time.sleep(3)  # let queues drain between phases
     knee = [p for p in results["phases"] if p["phase"] == "knee"]
     held = [p["rate"] for p in knee if p["ok"]]
     failed = [p["rate"] for p in knee if not p["ok"]]
