@@ -189,6 +189,8 @@ def post_transfer(session, *, timebank_id: int, kind: str, postings: list[tuple[
             savepoint.rollback()
             raise
         except (IntegrityError, OperationalError) as exc:
+            if exc.connection_invalidated:  # the database went away: no retry on this session can work
+                raise
             savepoint.rollback()
             last_error = exc
             if idempotency_key is not None:
