@@ -8,7 +8,7 @@ export FLASK_APP := timebank
 TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
 export TEST_POSTGRES_URL
 
-.PHONY: run test test-sqlite test-postgres install install-dev postgres-up bench-ledger bench-matching bench-reports bench-demo bench-load screenshots audit clean
+.PHONY: run test test-sqlite test-postgres install install-dev postgres-up bench-ledger bench-matching bench-reports bench-demo bench-load screenshots audit clean bench-faults
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,17 @@ bench-demo: install-dev
 # README screenshots (docs/screenshots/) from the demo community, in headless /usr/bin/chromium.
 screenshots: install-dev
 	$(BIN)/python scripts/screenshots.py
+
+# The service under load: gunicorn (4 workers) on a private PostgreSQL (port 55432, under /tmp), the L demo community
+# seeded once into a template database; prints per-endpoint latency, steps the rate to find the knee, then
+# runs ledger verify. SIZE=M for the medium community.
+SIZE ?= L
+bench-load: install-dev
+	$(BIN)/python bench/load.py --size $(SIZE)
+
+# Fault drill on the private PostgreSQL: SIGKILL gunicorn workers and restart PostgreSQL under keyed writes.
+bench-faults: install-dev
+	$(BIN)/python bench/faults.py
 
 # Known-vulnerability audit of the installed dependencies (needs the PyPI/OSV vulnerability service).
 audit: install-dev

@@ -74,6 +74,9 @@ class Config:
     OPENAPI_JSON_PATH = "openapi.json"
     API_TOKEN_TTL_HOURS = int(os.environ.get("API_TOKEN_TTL_HOURS", "24"))
     SQLITE_BUSY_TIMEOUT_MS = int(os.environ.get("SQLITE_BUSY_TIMEOUT_MS", "15000"))
+    # Behind N trusted reverse proxies, take the client address, scheme and host from their X-Forwarded-* headers
+    # (0: ignore those headers, which anyone could send when the app is reached directly).
+    PROXY_FIX_HOPS = int(os.environ.get("PROXY_FIX_HOPS", "0"))
     TESTING = False
 
     @classmethod

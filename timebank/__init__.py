@@ -32,6 +32,11 @@ def create_app(config=None) -> Flask:
         app.config["SQLALCHEMY_BINDS"] = {**app.config["SQLALCHEMY_BINDS"],
                                           "reports": app.config["REPORTS_DATABASE_URL"]}
 
+    hops = int(app.config.get("PROXY_FIX_HOPS") or 0)
+    if hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)
     register_extensions(app)
     register_request_hooks(app)
     register_blueprints(app)

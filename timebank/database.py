@@ -67,10 +67,20 @@ UNAVAILABLE_SQLSTATE_CLASSES = ("08",)  # connection exceptions
 
 def is_database_unavailable(exc: BaseException) -> bool:
     """True when the database refuses or cannot take the request (answer 503), not a bug (500)."""
-    from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
+    from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError, PendingRollbackError
 
     if isinstance(exc, (OperationalError, DisconnectionError)):
         return True
+    if isinstance(exc, PendingRollbackError):
+        # Code that caught the lost connection and carried on hits this next: the cause is the outage.
+        seen, cause = set(), exc.__cause__ or exc.__context__
+        while cause is not None and id(cause) not in seen:
+            seen.add(id(cause))
+            if isinstance(cause, (OperationalError, DisconnectionError)) or (
+                    isinstance(cause, DBAPIError) and cause.connection_invalidated):
+                return True
+            cause = cause.__cause__ or cause.__context__
+        return False
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated:
             return True

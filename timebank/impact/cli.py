@@ -68,6 +68,53 @@ def rebuild_rollups_command(slug):
     db.session.commit()
     click.echo(f"Report roll-up rebuilt for {slug or 'every time bank'}: {rows} fact rows.")
 
+def _previous_month(today) -> tuple:
+    import datetime as dt
+
+    end = today.replace(day=1) - dt.timedelta(days=1)
+    return end.replace(day=1), end
+
+
+@reports_cli.command("close-period")
+@click.option("--from", "start", type=click.DateTime(["%Y-%m-%d"]), default=None)
+@click.option("--to", "end", type=click.DateTime(["%Y-%m-%d"]), default=None)
+@click.option("--previous-month", is_flag=True, help="Close the calendar month before today (for cron/systemd).")
+@click.option("--timebank", "slug", default=None, help="One time bank; every time bank when omitted.")
+@click.option("--today", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Treat this date as today.")
+def close_period_command(start, end, previous_month, slug, today):
+    """Freeze a period's impact report (SHA-256 content hash). Already closed periods are left as they are, so
+    it is safe to run from a scheduler more than once."""
+    import datetime as dt
+
+    from timebank.community.models import TimeBank
+    from timebank.community.service import timebank_by_slug
+    from timebank.impact.service import close_period, closed_period_for
+
+    if previous_month == bool(start or end):
+        raise click.UsageError("Give either --previous-month or both --from and --to.")
+    if previous_month:
+        start, end = _previous_month((today.date() if today else dt.date.today()))
+    elif not (start and end):
+        raise click.UsageError("Give both --from and --to.")
+    else:
+        start, end = start.date(), end.date()
+    try:
+        timebanks = [timebank_by_slug(db.session, slug)] if slug else list(
+            db.session.scalars(select(TimeBank).order_by(TimeBank.slug)))
+        closed = []
+        for timebank in timebanks:
+            if closed_period_for(db.session, timebank.id, start, end) is not None:
+                click.echo(f"{timebank.slug}: {start} to {end} was already closed.")
+                continue
+            row = close_period(db.session, timebank=timebank, start=start, end=end)
+            closed.append(timebank.slug)
+            click.echo(f"{timebank.slug}: closed {start} to {end} (sha256 {row.content_hash[:12]}…).")
+    except DomainError as exc:
+        db.session.rollback()
+        raise click.ClickException(exc.message) from exc
+    db.session.commit()
+    click.echo(f"Closed {len(closed)} period{'s' if len(closed) != 1 else ''}.")
+
 
 def register(app: Flask) -> None:
     app.cli.add_command(reports_cli)

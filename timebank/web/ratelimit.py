@@ -24,7 +24,9 @@ def init_rate_limits(app: Flask) -> None:
     app.config.setdefault("RATELIMIT_STORAGE_URI", "memory://")
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", False)
     # One limiter per app: its settings (enabled, storage) are per app, not global.
-    limiter = Limiter(key_func=get_remote_address, default_limits=[], storage_uri="memory://")
+    # The store comes from the config: a storage_uri given here would win over RATELIMIT_STORAGE_URI.
+    limiter = Limiter(key_func=get_remote_address, default_limits=[],
+                      storage_uri=app.config["RATELIMIT_STORAGE_URI"])
     limiter.init_app(app)
     app.extensions["timebank_limiter"] = limiter  # flask-limiter keeps only a weak reference
     allowance = app.config.get("LOGIN_RATE_LIMIT", "10 per minute")
