@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 revision = "0011_matching_more"
-down_revision = "0006"
+down_revision = "0008_people_more"
 branch_labels = None
 depends_on = None
 

@@ -7,7 +7,7 @@ from alembic import op
 import sqlalchemy as sa
 
 revision = "0012_impact_rollups"
-down_revision = "0006"
+down_revision = "0011_matching_more"
 branch_labels = None
 depends_on = None
 
