@@ -39,7 +39,7 @@ class StatementCounter:
         self._t0 = 0.0
         event.listen(engine, "before_cursor_execute", self._before)
         event.listen(engine, "after_cursor_execute", self._after)
-        event.listen(engine, "begin", lambda conn: self.statements.append("BEGIN"))
+        event.listen(engine, "begin", lambda conn: self.statements.append("(transaction begins)"))
         event.listen(engine, "commit", lambda conn: self.statements.append("COMMIT"))
         event.listen(engine, "rollback", lambda conn: self.statements.append("ROLLBACK"))
 
@@ -177,7 +177,8 @@ def main():
                   f"{(proxy.round_trips - trips0) / args.transfers:.1f} round trips per transfer")
         print(f"  {in_driver:.2f} ms per transfer in statements sent through SQLAlchemy's cursor.execute "
               f"(pipelined statements are not timed here)")
-        print(f"  CPU per transfer: client {client_cpu:.2f} ms, PostgreSQL backend {server_cpu:.2f} ms "
+        backend = f", PostgreSQL backend {server_cpu:.2f} ms" if args.db == "postgres" else " (SQLite runs in it)"
+        print(f"  CPU per transfer: client {client_cpu:.2f} ms{backend} "
               f"(so 2 idle cores could do about {2000 / (client_cpu + server_cpu):.0f} transfers/s at best)")
         print(f"  session.commit() (COMMIT round trip, WAL flush): {COMMIT_SECONDS[0] / args.transfers * 1000:.2f} ms")
         for kind, spent in sorted(counter.by_kind.items(), key=lambda kv: -kv[1]):

@@ -221,6 +221,8 @@ def post_transfer(session, *, timebank_id: int, kind: str, postings: list[tuple[
             return _answer_conflict(session, timebank_id=timebank_id, idempotency_key=idempotency_key,
                                     fingerprint=fingerprint, reverses_transfer_id=_reverses_transfer_id)
         return written
+    if psycopg is not None and isinstance(last_error, psycopg.Error):  # pragma: no cover - see below
+        raise DBAPIError.instance("ledger write", None, last_error, psycopg.Error) from last_error
     raise last_error  # pragma: no cover - only after MAX_ATTEMPTS deadlocks in a row
 
 
