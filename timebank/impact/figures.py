@@ -3,8 +3,8 @@
 1. Hours and exchanges per breakdown value (and the total, and the trend) from impact_daily: a few
    hundred rows a month, whatever the number of exchanges.
 2. One pass over the period's fact rows grouped by member (by `membership_id + 0`, so SQLite reads the
-   period's key range and sorts, rather than walking the member index with one random lookup per row) gives every person-level figure: members
-   active, who both gave and received, partners, first exchange of new members, retention, people by
+   period's key range and sorts, rather than walking the member index with one random lookup per row)
+   gives every person-level figure: members active, who both gave and received, partners, first exchange of new members, retention, people by
    ward / age band / gender (joined to the member now, so never stale), people per value of the small
    tag breakdowns and active members per trend bucket (as per-member flags, summed).
 3. People by category and by organisation (open-ended lists) and organisations taking part.
