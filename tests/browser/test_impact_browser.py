@@ -40,7 +40,8 @@ def test_commissioner_dashboard_exports_and_print_view(browser_page, check_acces
     assert page.locator('[data-measure="hours_delivered"]').inner_text() == "13.0"
     # charts are images with a text alternative, and a table beside each
     assert page.locator('svg[role="img"]').count() >= 11
-    assert page.get_by_role("table", name="Area (ward): hours and people, this period and the previous one").is_visible()
+    ward_table = "Area (ward): hours and people, this period and the previous one"
+    assert page.get_by_role("table", name=ward_table).is_visible()
     assert page.get_by_text("fewer than 5").first.is_visible()
     assert page.locator('[data-measure="open_longer_than_days"]').inner_text() == "3"
     assert "Person a" not in page.content()

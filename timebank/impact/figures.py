@@ -3,8 +3,8 @@
 1. Hours and exchanges per breakdown value (and the total, and the trend) from impact_daily: a few
    hundred rows a month, whatever the number of exchanges.
 2. One pass over the period's fact rows grouped by member (by `membership_id + 0`, so SQLite reads the
-   period's key range and sorts, rather than walking the member index with one random lookup per row) gives every person-level figure: members
-   active, who both gave and received, partners, first exchange of new members, retention, people by
+   period's key range and sorts, rather than walking the member index with one random lookup per row)
+   gives every person-level figure: members active, who both gave and received, partners, first exchange of new members, retention, people by
    ward / age band / gender (joined to the member now, so never stale), people per value of the small
    tag breakdowns and active members per trend bucket (as per-member flags, summed).
 3. People by category and by organisation (open-ended lists) and organisations taking part.
@@ -23,6 +23,15 @@ SMALL_DIMENSIONS = ("coproduction_type", "outcome_area", "collective", "substitu
 MEMBER_DIMENSIONS = {"ward": "m.ward", "age_band": "CASE WHEN m.demographics_consent THEN m.age_band END",
                      "gender": "CASE WHEN m.demographics_consent THEN m.gender END"}
 NOT_STATED = "not stated"
+
+
+def _bucket_bounds(label: str) -> tuple[dt.date, dt.date]:
+    """First and last day of a trend bucket labelled YYYY-MM or YYYY."""
+    if len(label) == 4:
+        return dt.date(int(label), 1, 1), dt.date(int(label), 12, 31)
+    year, month = int(label[:4]), int(label[5:7])
+    following = dt.date(year + (month == 12), month % 12 + 1, 1)
+    return dt.date(year, month, 1), following - dt.timedelta(days=1)
 
 
 def _fact_source(source: str) -> tuple[str, str]:
@@ -73,10 +82,11 @@ def period_figures(session, timebank_ids, start: dt.date, end: dt.date, *, group
             flags.append((f"f_{name}_{k}",
                           f"MAX(CASE WHEN p.active = 1 AND {DAILY_DIMENSIONS[name]} = :{key} THEN 1 ELSE 0 END)"))
     buckets = _buckets(start, end, group_by)
-    bucket_expr = _month(session, "p.on_date", group_by)
     for j, label in enumerate(buckets):
-        flag_params[f"b_{j}"] = label
-        flags.append((f"t_{j}", f"MAX(CASE WHEN p.active = 1 AND {bucket_expr} = :b_{j} THEN 1 ELSE 0 END)"))
+        # Date bounds, not a formatted date per row: comparing dates is far cheaper than strftime/to_char.
+        flag_params[f"b0_{j}"], flag_params[f"b1_{j}"] = _bucket_bounds(label)
+        flags.append((f"t_{j}", f"MAX(CASE WHEN p.active = 1 AND p.on_date BETWEEN :b0_{j} AND :b1_{j} "
+                                "THEN 1 ELSE 0 END)"))
     flag_columns = "".join(f", {expr} AS {name}" for name, expr in flags)
     if previous is not None:
         params.update(d0b=previous[0], d1b=previous[1])
