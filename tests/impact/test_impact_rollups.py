@@ -5,7 +5,7 @@ session hook when services write exchanges and reversals, and rebuilt from raw r
 """
 import datetime as dt
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select, text
 
@@ -120,7 +120,8 @@ ACTIONS = st.lists(st.tuples(st.sampled_from(["log", "confirm", "record", "corre
                    min_size=1, max_size=14)
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture],
+          phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink])
 @given(actions=ACTIONS)
 def test_property_rollup_equals_raw_whatever_the_services_do(session, timebank, make_person, actions):
     savepoint = session.begin_nested()

@@ -4,6 +4,7 @@ import pytest
 
 from timebank.ledger import errors
 from timebank.ledger.errors import describe_minutes
+from timebank.ledger.models import Transfer
 from timebank.ledger.queries import balance_of, statement
 from timebank.ledger.service import normalise_postings, open_account, post_transfer, reverse_transfer
 
@@ -137,3 +138,22 @@ def test_reversal_respects_floor(session, timebank, accounts):
     give(session, timebank, accounts["capped"], accounts["m1"], 100)
     with pytest.raises(errors.InsufficientBalance):
         reverse_transfer(session, t.id, reason="mistake")
+
+
+def test_a_rolled_back_savepoint_forgets_the_transfer_it_wrote(session, timebank, accounts):
+    """The write path attaches its rows without the unit of work; a rollback must still undo them in the session:
+    the transfer is gone from it, the balance shown is the database's again, and (on SQLite, where a rolled-back
+    id is reused) the next transfer can be written."""
+    issuance, m1 = accounts["issuance"], accounts["m1"]
+    savepoint = session.begin_nested()
+    gone = post_transfer(session, timebank_id=timebank.id, kind="adjustment", effective_date=D, postings=[(issuance.id, -30),
+                                   (m1.id, 30)])
+    assert m1.balance_minutes == 30
+    savepoint.rollback()
+    assert gone not in session
+    assert m1.balance_minutes == 0
+    kept = post_transfer(session, timebank_id=timebank.id, kind="adjustment", effective_date=D, postings=[(issuance.id, -45),
+                                   (m1.id, 45)])
+    session.flush()
+    assert session.get(Transfer, kept.id) is kept
+    assert m1.balance_minutes == 45

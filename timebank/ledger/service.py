@@ -20,8 +20,8 @@ from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import make_transient_to_detached
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm import make_transient_to_detached, scoped_session
+from sqlalchemy.orm.attributes import instance_state, set_committed_value
 from sqlalchemy.orm.util import identity_key
 
 try:  # PostgreSQL through psycopg 3 (the project's driver); the ledger also runs without it on SQLite
@@ -281,6 +281,7 @@ def _attach(session, transfer: Transfer, chain: list[dict], posting_ids: dict[in
     postings.sort(key=lambda p: p.id)
     set_committed_value(transfer, "postings", postings)
     heads = {row["account_id"]: row["hash"] for row in chain}
+    touched = []
     for account_id, row in accounts.items():
         loaded = session.identity_map.get(identity_key(Account, account_id))
         if loaded is not None:
@@ -289,7 +290,28 @@ def _attach(session, transfer: Transfer, chain: list[dict], posting_ids: dict[in
                 set_committed_value(loaded, column, getattr(row, column))
             set_committed_value(loaded, "balance_minutes", row.balance_minutes + net[account_id])
             set_committed_value(loaded, "chain_head", heads[account_id])
+            touched.append(loaded)
+    _register_with_transaction(session, new=[transfer, *postings], altered=touched)
     return transfer
+
+
+def _register_with_transaction(session, *, new: list, altered: list) -> None:
+    """Tell the session's transaction about rows written behind the unit of work, as a flush would.
+
+    Without this a rolled-back savepoint (or transaction) would leave the attached Transfer and Postings in the
+    identity map as if they existed, and the accounts with the balances the rollback undid; on SQLite the next
+    transfer can even reuse the id. SQLAlchemy has no public call for it: this is what Session._register_altered
+    does for flushed objects (expunged on rollback when new, expired when altered).
+    """
+    if isinstance(session, scoped_session):
+        session = session()
+    transaction = session._transaction
+    if transaction is None:  # pragma: no cover - the write path always runs inside a transaction
+        return
+    for obj in new:
+        transaction._new[instance_state(obj)] = True
+    for obj in altered:
+        transaction._dirty[instance_state(obj)] = True
 
 
 def _write_core(session, transfer: Transfer, postings: list[tuple[int, int]]) -> Transfer | None:
