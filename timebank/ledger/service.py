@@ -152,6 +152,12 @@ def _is_retryable(exc: Exception) -> bool:
     return code in ("40P01", "40001")
 
 
+def _now(session):
+    """The time a transfer is recorded: the wall clock, unless the session carries a clock (the demo's calendar)."""
+    clock = session.info.get("clock")
+    return (clock() if clock else None) or utcnow()
+
+
 def _existing_by_key(session, timebank_id: int, key: str) -> Transfer | None:
     return session.scalar(select(Transfer).where(Transfer.timebank_id == timebank_id,
                                                  Transfer.idempotency_key == key))
@@ -198,7 +204,7 @@ def post_transfer(session, *, timebank_id: int, kind: str, postings: list[tuple[
     # (ON CONFLICT DO NOTHING) finds a used one. A replay is answered when the insert conflicts or when a
     # check refuses (an account closed since, a balance moved since), so it still returns the original.
     transfer = Transfer(timebank_id=timebank_id, kind=kind, memo=memo, effective_date=effective_date,
-                        recorded_at=utcnow(), recorded_by_user_id=recorded_by_user_id,
+                        recorded_at=_now(session), recorded_by_user_id=recorded_by_user_id,
                         idempotency_key=idempotency_key, request_hash=fingerprint,
                         reverses_transfer_id=_reverses_transfer_id, metadata_=metadata or {})
     write = _write_pipelined if _pipeline_connection(session) is not None else _write_core
