@@ -126,6 +126,10 @@ def main():
     parser.add_argument("--db", default="postgres")
     parser.add_argument("--transfers", type=int, default=300)
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--cpu-profile", type=int, default=0, metavar="N",
+                        help="print the N functions using the most client CPU (cProfile timed by process_time, "
+                             "so waiting on the server does not count)")
+    parser.add_argument("--cpu-profile-out", metavar="FILE", help="with --cpu-profile: also save the pstats there")
     args = parser.parse_args()
     url, drop = make_database(args.db)
     try:
@@ -157,8 +161,15 @@ def main():
                 profiler = Profiler(interval=0.0005)
             except ImportError:
                 print("(pyinstrument not installed: no profile)")
+        cpu_profiler = None
+        if args.cpu_profile:
+            import cProfile
+            cpu_profiler = cProfile.Profile(time.process_time)
+            profiler = None
         if profiler:
             profiler.start()
+        if cpu_profiler:
+            cpu_profiler.enable()
         server0 = backend_cpu_seconds(engine)
         cpu0 = time.process_time()
         t0 = time.perf_counter()
@@ -169,6 +180,8 @@ def main():
         server_cpu = (backend_cpu_seconds(engine) - server0) / args.transfers * 1000
         if profiler:
             profiler.stop()
+        if cpu_profiler:
+            cpu_profiler.disable()
         per = wall / args.transfers * 1000
         in_driver = counter.db_seconds / args.transfers * 1000
         print(f"\n{args.transfers} transfers, one writer: {args.transfers / wall:.0f}/s, {per:.2f} ms each")
@@ -183,6 +196,14 @@ def main():
         print(f"  session.commit() (COMMIT round trip, WAL flush): {COMMIT_SECONDS[0] / args.transfers * 1000:.2f} ms")
         for kind, spent in sorted(counter.by_kind.items(), key=lambda kv: -kv[1]):
             print(f"  {spent / args.transfers * 1000:6.2f} ms  {kind}")
+        if cpu_profiler:
+            import pstats
+            print("\nClient CPU by function (cProfile, process_time; profiling overhead inflates the totals):")
+            if args.cpu_profile_out:
+                cpu_profiler.dump_stats(args.cpu_profile_out)
+            stats = pstats.Stats(cpu_profiler).strip_dirs()
+            stats.sort_stats("tottime").print_stats(args.cpu_profile)
+            stats.sort_stats("cumulative").print_stats(args.cpu_profile)
         if profiler:
             print(profiler.output_text(unicode=False, color=False, show_all=False, timeline=False))
         engine.dispose()

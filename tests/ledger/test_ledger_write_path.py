@@ -4,6 +4,7 @@ On PostgreSQL with psycopg 3 the write runs in pipelines; the Core path (SQLite,
 PostgreSQL too by turning pipelines off.
 """
 import datetime as dt
+import re
 
 import pytest
 from sqlalchemy import func, select
@@ -87,3 +88,41 @@ def test_second_reversal_refused_on_both_paths(write_path, session, timebank, ac
         post_transfer(session, timebank_id=timebank.id, kind="reversal", effective_date=D,
                       postings=[(accounts["m1"].id, 45), (accounts["m2"].id, -45)], _reverses_transfer_id=t.id)
     assert balance_of(session, accounts["m1"].id) == 0
+
+
+def test_chain_links_are_posting_hash_whoever_computes_them(write_path, session, timebank, accounts):
+    # On PostgreSQL's pipelined path the insert computes the links in SQL; ledger verify recomputes them in Python.
+    m1, m2, m3 = accounts["m1"], accounts["m2"], accounts["m3"]
+    first = give(session, timebank, m1, m2, 30, memo="Café — «quoted» | piped 🙂")
+    post_transfer(session, timebank_id=timebank.id, kind="group_activity", effective_date=dt.date(999, 1, 2),
+                  postings=[(m1.id, -20), (m2.id, 5), (m3.id, 15)], memo="")
+    with pytest.raises(errors.InsufficientBalance):  # refused by the database first on the pipelined path
+        give(session, timebank, m3, m1, 10_000)
+    reverse_transfer(session, first.id, reason="typo")
+    session.expire_all()
+    heads = {}
+    for posting in session.scalars(select(Posting).order_by(Posting.id)):
+        transfer = session.get(Transfer, posting.transfer_id)
+        prev = heads.get(posting.account_id, service.GENESIS_HASH)
+        assert posting.prev_hash == prev
+        assert posting.hash == service.posting_hash(prev, transfer=transfer, account_id=posting.account_id,
+                                                    minutes=posting.minutes)
+        heads[posting.account_id] = posting.hash
+    assert all(session.get(Account, a).chain_head == h for a, h in heads.items())
+
+
+def test_a_transfer_with_more_legs_than_the_pipelined_statements_take(session, timebank, accounts):
+    many = [service.open_account(session, timebank_id=timebank.id, kind="member", name=f"Helper {i}")
+            for i in range(service.PIPELINED_MAX_LEGS + 1)]
+    legs = [(accounts["m1"].id, -len(many))] + [(a.id, 1) for a in many]
+    t = post_transfer(session, timebank_id=timebank.id, kind="group_activity", effective_date=D, postings=legs)
+    session.expire_all()
+    assert len(session.get(Transfer, t.id).postings) == len(legs)
+    assert [balance_of(session, a.id) for a in many] == [1] * len(many)
+
+
+def test_draft_has_every_transfer_column():
+    # _Draft and the pipelined insert list the transfer's columns: a new column must be added there too.
+    assert set(service._TRANSFER_COLUMNS) | {"id"} == {attr.key for attr in Transfer.__mapper__.column_attrs}
+    listed = re.search(r"INSERT INTO transfer \(([^)]*)\)", service._PG_INSERT).group(1)
+    assert [c.strip() for c in listed.split(",")] == list(service._TRANSFER_COLUMNS.values())

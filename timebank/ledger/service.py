@@ -3,7 +3,9 @@
 Writing a transfer: validate in Python (clear domain errors), lock the touched
 accounts in ascending id order (PostgreSQL `SELECT ... FOR UPDATE`; SQLite holds
 its write lock from BEGIN IMMEDIATE), insert the transfer and its postings, and
-let the database check the invariants again (see migrations 0002_ledger).
+let the database check the invariants again (see migration 0002_ledger). On PostgreSQL the lock and the insert go in one pipeline and
+the account checks that name the account and amounts run only when the database
+refuses (see _write_pipelined).
 The critical section runs inside a savepoint so a deadlock, a serialization
 failure or a concurrent duplicate idempotency key can be retried a bounded
 number of times without losing the caller's transaction.
@@ -20,7 +22,7 @@ from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import make_transient_to_detached, scoped_session
+from sqlalchemy.orm import scoped_session
 from sqlalchemy.orm.attributes import instance_state, set_committed_value
 from sqlalchemy.orm.util import identity_key
 
@@ -136,12 +138,24 @@ def request_hash(*, timebank_id: int, kind: str, postings: list[tuple[int, int]]
 
 def posting_hash(prev_hash: str, *, transfer: Transfer, account_id: int, minutes: int) -> str:
     """The chain link for one posting: the account's previous link plus this posting's content."""
-    content = "|".join([
-        prev_hash, str(transfer.id), str(transfer.timebank_id), transfer.kind, transfer.effective_date.isoformat(),
+    return _link(prev_hash, _transfer_link_fields(transfer), account_id, minutes)
+
+
+def _transfer_link_fields(transfer) -> str:
+    """The transfer's part of its postings' chain links."""
+    return f"{transfer.id}|{_link_rest(transfer)}"
+
+
+def _link_rest(transfer) -> str:
+    """The transfer's part of the chain links but its id (known before the id: the insert adds the id)."""
+    return "|".join([
+        str(transfer.timebank_id), transfer.kind, transfer.effective_date.isoformat(),
         str(transfer.reverses_transfer_id or ""), hashlib.sha256((transfer.memo or "").encode()).hexdigest(),
-        str(account_id), str(minutes),
     ])
-    return hashlib.sha256(content.encode()).hexdigest()
+
+
+def _link(prev_hash: str, transfer_fields: str, account_id: int, minutes: int) -> str:
+    return hashlib.sha256(f"{prev_hash}|{transfer_fields}|{account_id}|{minutes}".encode()).hexdigest()
 
 
 # --- verbs -----------------------------------------------------------------------------------------------------------
@@ -203,15 +217,19 @@ def post_transfer(session, *, timebank_id: int, kind: str, postings: list[tuple[
     # No look-up of the idempotency key up front: the common case is a new key, and the transfer insert
     # (ON CONFLICT DO NOTHING) finds a used one. A replay is answered when the insert conflicts or when a
     # check refuses (an account closed since, a balance moved since), so it still returns the original.
-    transfer = Transfer(timebank_id=timebank_id, kind=kind, memo=memo, effective_date=effective_date,
-                        recorded_at=_now(session), recorded_by_user_id=recorded_by_user_id,
-                        idempotency_key=idempotency_key, request_hash=fingerprint,
-                        reverses_transfer_id=_reverses_transfer_id, metadata_=metadata or {})
-    write = _write_pipelined if _pipeline_connection(session) is not None else _write_core
+    # The row to write is a plain draft; the ORM Transfer is made only once it is written (see _attach).
+    draft = _Draft(timebank_id=timebank_id, kind=kind, memo=memo, effective_date=effective_date,
+                   recorded_at=_now(session), recorded_by_user_id=recorded_by_user_id,
+                   idempotency_key=idempotency_key, request_hash=fingerprint,
+                   reverses_transfer_id=_reverses_transfer_id, metadata_=metadata or {})
+    # Transfers with very many legs (large group activities) take the Core path: the pipelined statements have
+    # parameters per leg, and one statement text per number of legs.
+    raw = _pipeline_connection(session) if len(clean) <= PIPELINED_MAX_LEGS else None
     last_error: Exception | None = None
     for _attempt in range(MAX_ATTEMPTS):
         try:
-            written = write(session, transfer, clean)
+            written = _write_pipelined(session, raw, draft, clean) if raw is not None \
+                else _write_core(session, draft, clean)
         except LedgerError:
             if idempotency_key is not None:
                 existing = _existing_by_key(session, timebank_id, idempotency_key)
@@ -244,8 +262,25 @@ def post_transfer(session, *, timebank_id: int, kind: str, postings: list[tuple[
 _ACCOUNT_COLUMNS = (Account.id, Account.timebank_id, Account.name, Account.status, Account.floor_minutes,
                     Account.ceiling_minutes, Account.balance_minutes, Account.chain_head)
 
+# The transfer's columns but its id: attribute key -> column name (metadata_ is the column "metadata").
+_TRANSFER_COLUMNS = {attr.key: attr.columns[0].name for attr in Transfer.__mapper__.column_attrs if attr.key != "id"}
 
-def _check_locked(transfer: Transfer, net: dict[int, int], rows) -> dict:
+
+class _Draft:
+    """The transfer row to write, before it exists: the ORM Transfer is made only once it is written."""
+
+    __slots__ = ("id", *_TRANSFER_COLUMNS)
+
+    def __init__(self, **fields):
+        self.id = None
+        for key in _TRANSFER_COLUMNS:
+            setattr(self, key, fields[key])
+
+    def values(self) -> dict:
+        return {key: getattr(self, key) for key in _TRANSFER_COLUMNS}
+
+
+def _check_locked(transfer, net: dict[int, int], rows) -> dict:
     """Refuse missing, foreign, frozen or closed accounts and moves past a floor or ceiling. Pure."""
     found = {row.id: row for row in rows}
     for account_id in sorted(net):
@@ -262,34 +297,51 @@ def _check_locked(transfer: Transfer, net: dict[int, int], rows) -> dict:
     return found
 
 
-def _chain(transfer: Transfer, postings: list[tuple[int, int]], accounts: dict) -> list[dict]:
+def _chain(transfer, postings: list[tuple[int, int]], accounts: dict) -> list[dict]:
+    """The postings' rows with their chain links (posting_hash's, with the transfer's part built once)."""
     heads = {a.id: a.chain_head or GENESIS_HASH for a in accounts.values()}
+    fields = _transfer_link_fields(transfer)
     rows = []
     for account_id, minutes in postings:
-        link = posting_hash(heads[account_id], transfer=transfer, account_id=account_id, minutes=minutes)
+        link = _link(heads[account_id], fields, account_id, minutes)
         rows.append({"account_id": account_id, "minutes": minutes, "prev_hash": heads[account_id], "hash": link})
         heads[account_id] = link
     return rows
 
 
-def _attach(session, transfer: Transfer, chain: list[dict], posting_ids: dict[int, int], accounts: dict,
+def _persistent(cls, values: dict):
+    """An instance of a mapped class holding `values` as loaded from the database (no history, no events):
+    what make_transient_to_detached makes of a constructed object, at a fraction of the cost. Every column
+    must be given; relationships not given load lazily as usual."""
+    obj = cls._sa_class_manager.new_instance()
+    state = instance_state(obj)
+    state.dict.update(values)
+    state.key = (cls, (values["id"],), None)
+    return obj
+
+
+def _attach(session, draft: _Draft, chain: list[dict], posting_ids: dict[int, int], accounts: dict,
             net: dict[int, int]) -> Transfer:
     """Put the written rows in the session as persistent objects, without reading them back."""
-    make_transient_to_detached(transfer)
-    session.add(transfer)
+    transfer = _persistent(Transfer, {"id": draft.id, **draft.values()})
     postings = []
     for row in chain:
-        posting = Posting(id=posting_ids[row["account_id"]], transfer_id=transfer.id, **row)
-        make_transient_to_detached(posting)
-        session.add(posting)
-        set_committed_value(posting, "transfer", transfer)
+        posting = _persistent(Posting, {"id": posting_ids[row["account_id"]], "transfer_id": draft.id, **row,
+                                        "transfer": transfer})
         postings.append(posting)
     postings.sort(key=lambda p: p.id)
     set_committed_value(transfer, "postings", postings)
+    if isinstance(session, scoped_session):
+        session = session()
+    for obj in (transfer, *postings):
+        # What Session.add does with a persistent object (identity map, attach events), without walking the
+        # save-update cascades again for each: they lead only to these objects (and unloaded accounts).
+        session._update_impl(instance_state(obj))
     heads = {row["account_id"]: row["hash"] for row in chain}
     touched = []
+    identity_map = session.identity_map
     for account_id, row in accounts.items():
-        loaded = session.identity_map.get(identity_key(Account, account_id))
+        loaded = identity_map.get(identity_key(Account, account_id))
         if loaded is not None:
             # What the trigger just wrote, and the other columns as locked: no stale balance for the caller.
             for column in ("timebank_id", "name", "status", "floor_minutes", "ceiling_minutes"):
@@ -320,7 +372,7 @@ def _register_with_transaction(session, *, new: list, altered: list) -> None:
         transaction._dirty[instance_state(obj)] = True
 
 
-def _write_core(session, transfer: Transfer, postings: list[tuple[int, int]]) -> Transfer | None:
+def _write_core(session, draft: _Draft, postings: list[tuple[int, int]]) -> Transfer | None:
     """The write through SQLAlchemy Core statements: SQLite, and PostgreSQL drivers without pipelines."""
     dialect = session.get_bind().dialect.name
     net = net_by_account(postings)
@@ -329,17 +381,16 @@ def _write_core(session, transfer: Transfer, postings: list[tuple[int, int]]) ->
         lock = select(*_ACCOUNT_COLUMNS).where(Account.id.in_(sorted(net))).order_by(Account.id)
         if dialect == "postgresql":
             lock = lock.with_for_update()
-        accounts = _check_locked(transfer, net, session.execute(lock).all())
+        accounts = _check_locked(draft, net, session.execute(lock).all())
         table = Transfer.__table__
-        values = {attr.columns[0].name: getattr(transfer, attr.key) for attr in Transfer.__mapper__.column_attrs
-                  if attr.key != "id"}
+        values = {_TRANSFER_COLUMNS[key]: value for key, value in draft.values().items()}
         insert = (pg_insert if dialect == "postgresql" else sqlite_insert)(table).values(**values)
         transfer_id = session.execute(insert.on_conflict_do_nothing().returning(table.c.id)).scalar()
         if transfer_id is None:
             savepoint.rollback()
             return None
-        transfer.id = transfer_id
-        chain = _chain(transfer, postings, accounts)
+        draft.id = transfer_id
+        chain = _chain(draft, postings, accounts)
         table = Posting.__table__
         inserted = session.execute(sa_insert(table).values([{"transfer_id": transfer_id, **row} for row in chain])
                                    .returning(table.c.id, table.c.account_id)).all()
@@ -352,39 +403,61 @@ def _write_core(session, transfer: Transfer, postings: list[tuple[int, int]]) ->
         if savepoint.is_active:
             savepoint.rollback()
         raise
-    return _attach(session, transfer, chain, dict((a, i) for i, a in inserted), accounts, net)
+    return _attach(session, draft, chain, dict((a, i) for i, a in inserted), accounts, net)
 
 
-# PostgreSQL with psycopg 3: the same statements, sent in a pipeline so that one transfer costs three round
-# trips (BEGIN + SAVEPOINT + lock; insert + zero-sum check + RELEASE; COMMIT) instead of one per statement.
-# The transfer id comes from the sequence in the lock statement because the postings' hashes include it.
+# PostgreSQL with psycopg 3: one pipeline, one round trip for the write: SAVEPOINT, lock the accounts
+# (SELECT ... FOR UPDATE in id order), insert the transfer (ON CONFLICT DO NOTHING) and its postings, fire the
+# zero-sum check, RELEASE. Then the caller's COMMIT: two round trips per transfer in all.
+# The write is optimistic: Python's checks (which name the account and the amounts) run only when the database
+# refuses, in a second try that locks, checks, then inserts. The database holds every rule either way
+# (migration 0002_ledger), so what it accepts Python would have accepted.
+# The postings' chain links are computed by the insert from the locked accounts' chain heads: the same
+# sha256 as posting_hash (prev|transfer id|transfer fields|account|minutes; the transfer fields but its id come
+# from Python, see _link_rest), and the posting trigger still refuses a prev_hash that is not the chain head.
+# Parameters are positional scalars, one statement text per number of legs: cheaper to send than arrays.
 
 _PG_LOCK = """
-WITH next AS (SELECT nextval(pg_get_serial_sequence('transfer', 'id')) AS transfer_id)
-SELECT account.id, account.timebank_id, account.name, account.status, account.floor_minutes,
-       account.ceiling_minutes, account.balance_minutes, account.chain_head, next.transfer_id
-FROM account CROSS JOIN next
-WHERE account.id = ANY(%(ids)s) ORDER BY account.id FOR UPDATE OF account
+SELECT id, timebank_id, name, status, floor_minutes, ceiling_minutes, balance_minutes, chain_head
+FROM account WHERE id IN ({ids}) ORDER BY id FOR UPDATE
 """
 
 _PG_INSERT = """
 WITH new_transfer AS (
-    INSERT INTO transfer (id, timebank_id, kind, memo, effective_date, recorded_at, recorded_by_user_id,
+    INSERT INTO transfer (timebank_id, kind, memo, effective_date, recorded_at, recorded_by_user_id,
                           idempotency_key, request_hash, reverses_transfer_id, metadata)
-    VALUES (%(id)s, %(timebank_id)s, %(kind)s, %(memo)s, %(effective_date)s, %(recorded_at)s,
-            %(recorded_by_user_id)s, %(idempotency_key)s, %(request_hash)s, %(reverses_transfer_id)s,
-            %(metadata)s::json)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::json)
     ON CONFLICT DO NOTHING
-    RETURNING id)
+    RETURNING id),
+leg AS (
+    SELECT new_transfer.id AS transfer_id, leg.account_id, leg.minutes, leg.n,
+           coalesce(account.chain_head, '{genesis}') AS prev_hash
+    FROM new_transfer CROSS JOIN (VALUES {legs}) AS leg(account_id, minutes, n)
+    LEFT JOIN account ON account.id = leg.account_id)
 INSERT INTO posting (transfer_id, account_id, minutes, prev_hash, hash)
-SELECT new_transfer.id, leg.account_id, leg.minutes, leg.prev_hash, leg.hash
-FROM new_transfer CROSS JOIN unnest(%(accounts)s::integer[], %(minutes)s::bigint[], %(prev)s::text[],
-                                    %(hashes)s::text[]) WITH ORDINALITY AS leg(account_id, minutes, prev_hash, hash, n)
-ORDER BY leg.n
-RETURNING id, account_id
+SELECT transfer_id, account_id, minutes, prev_hash,
+       encode(sha256(convert_to(prev_hash || '|' || transfer_id || '|' || %s::text || '|' || account_id || '|'
+                                || minutes, 'UTF8')), 'hex')
+FROM leg ORDER BY n
+RETURNING transfer_id, id, account_id, prev_hash, hash
 """
 
+_pg_statements: dict[int, tuple[str, str]] = {}
+
+
+def _pg_statements_for(legs: int) -> tuple[str, str]:
+    """The lock and insert statements for a transfer with this many legs (built once per count)."""
+    statements = _pg_statements.get(legs)
+    if statements is None:
+        statements = _pg_statements[legs] = (
+            _PG_LOCK.format(ids=", ".join(["%s"] * legs)),
+            _PG_INSERT.format(genesis=GENESIS_HASH,
+                              legs=", ".join(f"(%s::integer, %s::bigint, {n})" for n in range(legs))))
+    return statements
+
+
 USE_PIPELINE = True  # tests turn it off to run the Core path on PostgreSQL too
+PIPELINED_MAX_LEGS = 100
 
 
 def _pipeline_connection(session):
@@ -395,30 +468,41 @@ def _pipeline_connection(session):
     return raw if isinstance(raw, psycopg.Connection) and psycopg.Pipeline.is_supported() else None
 
 
-def _write_pipelined(session, transfer: Transfer, postings: list[tuple[int, int]]) -> Transfer | None:
+def _write_pipelined(session, raw, draft: _Draft, postings: list[tuple[int, int]]) -> Transfer | None:
     session.flush()  # the caller's pending changes go first, as autoflush would do
-    raw = _pipeline_connection(session)
     net = net_by_account(postings)
+    ids = sorted(net)
+    lock, insert = _pg_statements_for(len(ids))
+    # The transfer's columns in _TRANSFER_COLUMNS order, which is _PG_INSERT's (a test checks).
+    params = [json.dumps(value) if key == "metadata_" else value for key, value in draft.values().items()]
+    for account_id, minutes in postings:
+        params += (account_id, minutes)
+    params.append(_link_rest(draft))
+    # One cursor for the statements whose results are not read. They are never prepared: psycopg empties its
+    # prepared-statement cache on every ROLLBACK (TO SAVEPOINT) and, inside a pipeline, a statement queued as
+    # prepared before that could then name a deallocated one (the storm test found it).
+    util = raw.cursor()
     try:
-        with raw.pipeline():  # leaving the block sends the batch and waits for it once
-            raw.execute("SAVEPOINT ledger_write")
-            locked = raw.execute(_PG_LOCK, {"ids": sorted(net)})
+        try:
+            with raw.pipeline():  # leaving the block sends the batch and waits for it once
+                util.execute("SAVEPOINT ledger_write", prepare=False)
+                locked = raw.execute(lock, ids)
+                inserted = raw.execute(insert, params)
+                _check_zero_sum_now(util)
+                util.execute("RELEASE SAVEPOINT ledger_write", prepare=False)
+        except psycopg.errors.IntegrityError:
+            # The database refused (a floor, a ceiling, a closed, missing or foreign account). Again, the
+            # careful way, for Python's clear refusal: lock, check (raises the LedgerError), insert.
+            _rollback_savepoint(raw)
+            with raw.pipeline():
+                raw.execute("SAVEPOINT ledger_write", prepare=False)
+                locked = raw.execute(lock, ids)
+            _check_locked(draft, net, [_LockedRow(*r) for r in locked.fetchall()])
+            with raw.pipeline():
+                inserted = raw.execute(insert, params)
+                _check_zero_sum_now(util)
+                util.execute("RELEASE SAVEPOINT ledger_write", prepare=False)
         rows = [_LockedRow(*r) for r in locked.fetchall()]
-        accounts = _check_locked(transfer, net, rows)
-        transfer.id = rows[0].transfer_id
-        chain = _chain(transfer, postings, accounts)
-        params = {c: getattr(transfer, c) for c in ("id", "timebank_id", "kind", "memo", "effective_date",
-                                                   "recorded_at", "recorded_by_user_id", "idempotency_key",
-                                                   "request_hash", "reverses_transfer_id")}
-        params.update(metadata=json.dumps(transfer.metadata_), accounts=[r["account_id"] for r in chain],
-                      minutes=[r["minutes"] for r in chain], prev=[r["prev_hash"] for r in chain],
-                      hashes=[r["hash"] for r in chain])
-        with raw.pipeline():
-            inserted = raw.execute(_PG_INSERT, params)
-            # Fire the deferred zero-sum trigger now, inside the savepoint, not at COMMIT.
-            raw.execute("SET CONSTRAINTS ALL IMMEDIATE")
-            raw.execute("SET CONSTRAINTS ALL DEFERRED")
-            raw.execute("RELEASE SAVEPOINT ledger_write")
         inserted = inserted.fetchall()
     except BaseException as exc:
         _rollback_savepoint(raw)
@@ -427,21 +511,33 @@ def _write_pipelined(session, transfer: Transfer, postings: list[tuple[int, int]
         raise
     if not inserted:
         return None  # a unique key (idempotency key, reversal link) exists; the savepoint is released
-    return _attach(session, transfer, chain, dict((a, i) for i, a in inserted), accounts, net)
+    draft.id = inserted[0][0]
+    minutes = dict(postings)
+    chain = [{"account_id": account_id, "minutes": minutes[account_id], "prev_hash": prev_hash, "hash": link}
+             for _transfer_id, _id, account_id, prev_hash, link in inserted]
+    return _attach(session, draft, chain, {row[2]: row[1] for row in inserted}, {row.id: row for row in rows}, net)
+
+
+def _check_zero_sum_now(cursor) -> None:
+    """Fire the deferred zero-sum trigger now, inside the savepoint, not at COMMIT. Python has checked the sum
+    already; this keeps a database refusal where it can be answered (and gives the caller a transaction with
+    no pending trigger events). Two cheap statements in the pipeline, no round trip."""
+    cursor.execute("SET CONSTRAINTS ALL IMMEDIATE", prepare=False)
+    cursor.execute("SET CONSTRAINTS ALL DEFERRED", prepare=False)
 
 
 def _rollback_savepoint(raw) -> None:
     if raw.info.transaction_status in (psycopg.pq.TransactionStatus.INERROR, psycopg.pq.TransactionStatus.INTRANS):
         try:
             with raw.pipeline():
-                raw.execute("ROLLBACK TO SAVEPOINT ledger_write")
-                raw.execute("RELEASE SAVEPOINT ledger_write")
+                raw.execute("ROLLBACK TO SAVEPOINT ledger_write", prepare=False)
+                raw.execute("RELEASE SAVEPOINT ledger_write", prepare=False)
         except psycopg.Error:  # the savepoint was already released; nothing of ours is left to undo
             pass
 
 
 _LockedRow = namedtuple("_LockedRow", "id timebank_id name status floor_minutes ceiling_minutes balance_minutes "
-                                      "chain_head transfer_id")
+                                      "chain_head")
 
 
 _SET_IMMEDIATE = text("SET CONSTRAINTS ALL IMMEDIATE")
