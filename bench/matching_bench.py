@@ -9,6 +9,9 @@ with the app's min-cost flow (timebank.matching.planner.solve_arrays); the indep
 (solve_arrays_lp, HiGHS) is the oracle for score/optimum up to 2 M edges; a greedy heuristic is reported too.
 Suggestions: the same community is written to a real database (SQLite file by default) and the app's
 queries.suggestions() is timed for the top 10 of many requests.
+App plan (--only app-plan): the app's service.create_plan end to end on a real database of --plan-size
+volunteers x requests (candidate pairs, exact solve, proposals written), with the old per-request path for
+comparison. --only plans|suggestions runs one part; --sizes picks member counts; every table prints load averages.
 """
 from __future__ import annotations
 
@@ -172,7 +175,7 @@ def plan_case(n_vol, n_req, seed, cap=2, repeats=1, lp_oracle_max_edges=2_000_00
 
 # --- suggestions on a real database -------------------------------------------------------------------------------
 
-def build_db(url, n_members, seed):
+def build_db(url, n_members, seed, n_requests=60):
     from sqlalchemy import insert, select
 
     from timebank import create_app
@@ -224,10 +227,21 @@ def build_db(url, n_members, seed):
               for m, c in list(skills)[: n_members // 2]]
     db.session.execute(insert(Offer), offers)
     requests = []
-    for i in range(60):
+    organisation = None
+    if n_requests > 60:  # the plan case: opportunities with several places, some remote requests
+        from timebank.community.models import Organisation
+        organisation = Organisation(timebank_id=tb.id, name="Bench trust", status="active")
+        db.session.add(organisation)
+        db.session.flush()
+    for i in range(n_requests):
         x, y = rng.uniform(-8, 8, 2)
+        opportunity = organisation is not None and rng.random() < 0.1
+        owner = i % n_members
         requests.append(HelpRequest(
-            timebank_id=tb.id, membership_id=mids[i], created_by_user_id=user_ids[i],
+            timebank_id=tb.id, membership_id=None if opportunity else mids[owner],
+            organisation_id=organisation.id if opportunity else None, created_by_user_id=user_ids[owner],
+            volunteers_needed=int(rng.integers(2, 6)) if opportunity else 1,
+            remote=bool(organisation is not None and rng.random() < 0.1),
             category_id=leaves[int(rng.integers(len(leaves)))].id, title="Need a hand with the garden",
             description="weeding and tidying", latitude=CENTRE[0] + y / 111.0,
             longitude=CENTRE[1] + x / (111.0 * math.cos(math.radians(53.8))),
@@ -235,6 +249,11 @@ def build_db(url, n_members, seed):
             expires_at=now + dt.timedelta(days=60)))
     db.session.add_all(requests)
     db.session.commit()
+    if db.engine.dialect.name == "postgresql":
+        # What autovacuum does soon after a bulk load; without it the planner guesses the new tables' sizes.
+        from sqlalchemy import text
+        db.session.execute(text("ANALYZE"))
+        db.session.commit()
     return app, ctx, requests
 
 
@@ -246,6 +265,7 @@ def suggestion_case(url, n_members, seed):
     app, ctx, requests = build_db(url, n_members, seed)
     t_build = time.perf_counter() - t0
     times, found = [], []
+    load = os.getloadavg()[0]
     for req in requests[:10]:  # warm up
         queries.suggestions(db.session, req)
     for req in requests:
@@ -256,7 +276,67 @@ def suggestion_case(url, n_members, seed):
     ctx.pop()
     times.sort()
     return {"members": n_members, "build_s": t_build, "p50_ms": statistics.median(times),
-            "p95_ms": times[int(0.95 * (len(times) - 1))], "mean_found": statistics.mean(found)}
+            "p95_ms": times[int(0.95 * (len(times) - 1))], "mean_found": statistics.mean(found),
+            "load": load}
+
+
+def app_plan_case(url, n_vol, n_req, seed, repeats=3, old_sample=100):
+    """The app's create_plan end to end (load requests, candidate pairs, solve, write the proposals) on a real
+    database of n_vol members and n_req requests; each run rolled back. Also the old per-request path
+    (one suggestions() query per request) on the first old_sample requests, for comparison."""
+    from timebank.community.models import TimeBank
+    from timebank.extensions import db
+    from timebank.matching import candidates, planner, queries, service
+
+    t0 = time.perf_counter()
+    app, ctx, requests = build_db(url, n_vol, seed, n_requests=n_req)
+    t_build = time.perf_counter() - t0
+    request_ids = [r.id for r in requests]
+    tb_id = requests[0].timebank_id
+    broker = requests[0].created_by_user_id
+    runs = []
+    for _ in range(repeats):
+        db.session.expunge_all()  # each run starts from a cold session, as a request does
+        tb = db.session.get(TimeBank, tb_id)
+        load = os.getloadavg()[0]
+        t0 = time.perf_counter()
+        plan = service.create_plan(db.session, timebank=tb, request_ids=request_ids, by_user_id=broker)
+        db.session.flush()
+        runs.append((time.perf_counter() - t0, load))
+        summary = dict(plan.capacity, total=plan.total_score)
+        db.session.rollback()
+    # The phases, once more: candidate pairs alone, then the solver alone on them.
+    db.session.expunge_all()
+    tb = db.session.get(TimeBank, tb_id)
+    reqs = [db.session.get(queries.HelpRequest, rid) for rid in request_ids]
+    weights = queries.scoring.weights_for(tb.settings)
+    t0 = time.perf_counter()
+    found = candidates.plan_candidates(db.session, reqs, timebank=tb, weights=weights)
+    t_candidates = time.perf_counter() - t0
+    capacity = {m: max(0, 2 - st["week"]) for m, st in found.stats.items()}
+    t0 = time.perf_counter()
+    planner.solve_pairs(found.request_id, found.member_id, found.base_score,
+                        {r.id: r.volunteers_needed for r in reqs}, capacity,
+                        {m: st["open"] for m, st in found.stats.items()}, weights["load"])
+    t_solve = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for r in reqs[:old_sample]:
+        queries.suggestions(db.session, r, limit=100_000, weights=weights)
+    t_old = (time.perf_counter() - t0) / old_sample
+    db.session.rollback()
+    ctx.pop()
+    times = sorted(t for t, _ in runs)
+    return {"volunteers": n_vol, "requests": n_req, "edges": len(found), "build_s": t_build,
+            "runs": runs, "median_s": times[len(times) // 2], "candidates_s": t_candidates, "solve_s": t_solve,
+            "old_per_request_ms": t_old * 1000, "summary": summary}
+
+
+def print_app_plan(label, row):
+    s = row["summary"]
+    runs = ", ".join(f"{t:.2f} s (load {load:.1f})" for t, load in row["runs"])
+    print(f"| {row['volunteers']} | {row['requests']} | {label} | {row['edges']} | {s['places']} "
+          f"| {s['places_filled']} | {s['volunteers_used']} | {row['median_s']:.2f} | {runs} "
+          f"| {row['candidates_s']:.2f} | {row['solve_s']:.2f} | {row['old_per_request_ms']:.0f} |", flush=True)
 
 
 def main():
@@ -265,9 +345,31 @@ def main():
     parser.add_argument("--pg", default=None, metavar="ADMIN_URL",
                         help="also time suggestions on PostgreSQL: a throwaway database is created through this "
                              "admin URL (e.g. postgresql+psycopg://postgres@127.0.0.1:5432/postgres) and dropped")
+    parser.add_argument("--only", choices=("plans", "suggestions", "app-plan"), default=None,
+                        help="run one part: the solver on generated edges (plans), suggestion latency "
+                             "(suggestions), or the app's create_plan end to end on a database (app-plan)")
+    parser.add_argument("--sizes", default=None,
+                        help="comma-separated member counts for plans and suggestions (default 300,1000,5000,20000)")
+    parser.add_argument("--plan-size", default="2000x5000", metavar="VOLUNTEERSxREQUESTS",
+                        help="size of the app-plan case (default 2000x5000)")
+    parser.add_argument("--pg-only", action="store_true", help="with --pg: skip SQLite")
     args = parser.parse_args()
     sizes = [300, 1000] if args.quick else [300, 1000, 5000, 20000]
-    print(f"# Matching benchmark, {dt.datetime.utcnow():%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores")
+    if args.sizes:
+        sizes = [int(n) for n in args.sizes.split(",")]
+    print(f"# Matching benchmark, {dt.datetime.utcnow():%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, "
+          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if args.only == "app-plan":
+        n_vol, n_req = (int(x) for x in args.plan_size.lower().split("x"))
+        print("\n## The app's create_plan end to end (requests, candidate pairs, exact solve, proposals written)\n")
+        print("| volunteers | requests | database | candidate pairs | places | filled | volunteers used "
+              "| median s | runs | candidates s | solve s | old path ms per request |")
+        print("|---:|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---:|")
+        for label, row in on_databases(args, n_vol, lambda url: app_plan_case(url, n_vol, n_req, seed=n_vol + n_req)):
+            print_app_plan(label, row)
+        return
+    if args.only == "suggestions":
+        return suggestions_table(sizes, args)
     print("\n## Batch plans (exact min-cost flow; score/optimum against the LP oracle; greedy measured too)\n")
     print("| volunteers | requests | regime | places | edges | coverage | places filled | score/optimum "
           "| greedy/optimum | Gini load | max load | eligible used | edges s | solve s | LP oracle s | greedy s |")
@@ -277,7 +379,7 @@ def main():
         # Volunteers are a fifth of members; scarce: places far above 2 x volunteers; abundant: far below.
         vols = max(60, n // 5)
         cases += [(vols, int(vols * 2.5), "scarce"), (vols, max(10, vols // 4), "abundant")]
-    if not args.quick:
+    if not args.quick and not args.sizes:
         cases.append((2000, 5000, "target 2,000 x 5,000 (median of 5 solves)"))
     for vols, reqs, regime in cases:
         row = plan_case(vols, reqs, seed=vols * 7 + reqs, repeats=5 if regime.startswith("target") else 1)
@@ -288,22 +390,32 @@ def main():
               f"| {row['t_edges']:.2f} | {row['t_solve']:.2f} "
               f"| {'n/a' if row['t_lp'] is None else format(row['t_lp'], '.2f')} | {row['t_greedy']:.2f} |",
               flush=True)
+    if args.only == "plans":
+        return
+    suggestions_table(sizes, args)
+
+
+def suggestions_table(sizes, args):
     print("\n## Suggestions: one request's top 10 (60 requests timed after 10 warm-ups)\n")
-    print("| members | database | build s | p50 ms | p95 ms | mean found |")
-    print("|---:|---|---:|---:|---:|---:|")
+    print("| members | database | build s | p50 ms | p95 ms | mean found | load (1 min) |")
+    print("|---:|---|---:|---:|---:|---:|---:|")
     for n in sizes:
-        tmp = tempfile.mkdtemp()
-        targets = [("sqlite", f"sqlite:///{tmp}/bench.sqlite3", None)]
-        if args.pg:
-            targets.append(("postgresql",) + throwaway_postgres(args.pg, n))
-        for label, url, drop in targets:
-            try:
-                row = suggestion_case(url, n, seed=n)
-            finally:
-                if drop:
-                    drop()
+        for label, row in on_databases(args, n, lambda url, n=n: suggestion_case(url, n, seed=n)):
             print(f"| {n} | {label} | {row['build_s']:.1f} | {row['p50_ms']:.1f} | {row['p95_ms']:.1f} "
-                  f"| {row['mean_found']:.1f} |", flush=True)
+                  f"| {row['mean_found']:.1f} | {row['load']:.2f} |", flush=True)
+
+
+def on_databases(args, n, case):
+    """(label, case(url)) on a fresh SQLite file and, with --pg, on a throwaway PostgreSQL database."""
+    if not args.pg_only:
+        yield "sqlite", case(f"sqlite:///{tempfile.mkdtemp()}/bench.sqlite3")
+    if args.pg:
+        url, drop = throwaway_postgres(args.pg, n)
+        try:
+            row = case(url)
+        finally:
+            drop()
+        yield "postgresql", row
 
 
 def throwaway_postgres(admin_url, n):

@@ -4,6 +4,7 @@ import pytest
 from sqlalchemy import select
 
 from timebank.community.models import Category, MemberSkill
+from timebank.matching import service
 
 # Central Leeds-ish; 0.01 degrees of latitude is about 1.1 km.
 LAT, LON = 53.80, -1.55
@@ -47,3 +48,18 @@ def requester(volunteer):
 
 def in_days(n):
     return dt.date.today() + dt.timedelta(days=n)
+
+
+@pytest.fixture
+def accepted_match(session, timebank, volunteer, requester, category, make_person):
+    """A broker proposed a gardener for a 90-minute request and the gardener accepted."""
+    broker, _ = make_person("broker")
+    asker_user, asker = requester()
+    helper_user, helper = volunteer(skills=["Gardening"])
+    req = service.create_request(session, user=asker_user, timebank=timebank, membership=asker,
+                                 title="Dig a vegetable bed", category_id=category("Gardening").id,
+                                 estimated_minutes=90)
+    match = service.propose(session, req, helper.id, by_user_id=broker.id)
+    service.respond(session, match, accept=True, by_membership=helper)
+    return {"match": match, "broker": broker, "asker": (asker_user, asker), "helper": (helper_user, helper),
+            "request": req}

@@ -12,21 +12,6 @@ def key():
     return {"Idempotency-Key": uuid.uuid4().hex}
 
 
-@pytest.fixture
-def accepted_match(session, timebank, volunteer, requester, category, make_person):
-    """A broker proposed a gardener for a 90-minute request and the gardener accepted."""
-    broker, _ = make_person("broker")
-    asker_user, asker = requester()
-    helper_user, helper = volunteer(skills=["Gardening"])
-    req = service.create_request(session, user=asker_user, timebank=timebank, membership=asker,
-                                 title="Dig a vegetable bed", category_id=category("Gardening").id,
-                                 estimated_minutes=90)
-    match = service.propose(session, req, helper.id, by_user_id=broker.id)
-    service.respond(session, match, accept=True, by_membership=helper)
-    return {"match": match, "broker": broker, "asker": (asker_user, asker), "helper": (helper_user, helper),
-            "request": req}
-
-
 def test_the_log_page_is_prefilled_and_logging_moves_the_match_to_logged(client, session, login, accepted_match):
     helper_user, helper = accepted_match["helper"]
     asker_user, asker = accepted_match["asker"]

@@ -128,6 +128,12 @@ class PlanOut(Schema):
     proposals = fields.List(fields.Nested(ProposalOut))
     created_at = fields.DateTime()
     sent_at = fields.DateTime(allow_none=True)
+    skipped = fields.Method("_skipped", metadata={
+        "description": "once sent: the proposals not sent because they were no longer valid, each with request_id, "
+                       "member_id, request_title, member_name and the reason in words"})
+
+    def _skipped(self, plan):
+        return list(plan.skipped or [])
 
 
 class MatchOut(Schema):

@@ -169,6 +169,8 @@ class MatchPlan(db.Model):
     total_score: Mapped[float] = mapped_column(Float, default=0.0)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    # When sent: the proposals that were no longer valid and were not sent, each with the reason in words.
+    skipped: Mapped[list | None] = mapped_column(JSON, nullable=True)
 
     proposals: Mapped[list["MatchPlanProposal"]] = relationship(back_populates="plan",
                                                                 order_by="MatchPlanProposal.id")
@@ -194,3 +196,7 @@ from timebank.community.models import Membership, MemberSkill  # noqa: E402
 
 Index("ix_member_skill_category", MemberSkill.category_id, MemberSkill.membership_id)
 Index("ix_membership_geo", Membership.timebank_id, Membership.latitude, Membership.longitude)
+
+from timebank.matching.funnel import install as _install_funnel_hook  # noqa: E402
+
+_install_funnel_hook()

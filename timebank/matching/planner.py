@@ -57,31 +57,43 @@ def solve(edges: list[Edge], places: dict[int, int], capacity: dict[int, int], o
     """
     best: dict[tuple[int, int], float] = {}
     for e in edges:
-        if places.get(e.request, 0) > 0 and capacity.get(e.volunteer, 0) > 0:
-            key = (e.request, e.volunteer)
-            if key not in best or e.score > best[key]:
-                best[key] = e.score
-    # Only pairs that can gain anything even as the volunteer's first new commitment.
-    pairs = [p for p, w in best.items() if w > marginal_load(open_load.get(p[1], 0), load_weight)]
-    if not pairs:
+        key = (e.request, e.volunteer)
+        if key not in best or e.score > best[key]:
+            best[key] = e.score
+    n = len(best)
+    return solve_pairs(np.fromiter((r for r, _ in best), dtype=np.int64, count=n),
+                       np.fromiter((v for _, v in best), dtype=np.int64, count=n),
+                       np.fromiter(best.values(), dtype=float, count=n), places, capacity, open_load, load_weight,
+                       method=method, keep=keep)
+
+
+def solve_pairs(request_ids: np.ndarray, volunteer_ids: np.ndarray, scores: np.ndarray, places: dict[int, int],
+                capacity: dict[int, int], open_load: dict[int, int], load_weight: float, *, method: str = "flow",
+                keep: int = 8) -> PlanResult:
+    """solve() on arrays of distinct (request id, volunteer id, base score) pairs: no Python object per pair, for
+    plans with a million candidate pairs."""
+    if not len(scores):
         return PlanResult()
-    requests = sorted({r for r, _ in pairs})
-    volunteers = sorted({v for _, v in pairs})
-    r_pos = {r: i for i, r in enumerate(requests)}
-    v_pos = {v: i for i, v in enumerate(volunteers)}
-    er = np.fromiter((r_pos[r] for r, _ in pairs), dtype=np.int64, count=len(pairs))
-    ev = np.fromiter((v_pos[v] for _, v in pairs), dtype=np.int64, count=len(pairs))
-    ew = np.fromiter((best[p] for p in pairs), dtype=float, count=len(pairs))
+    req_u, er = np.unique(request_ids, return_inverse=True)
+    vol_u, ev = np.unique(volunteer_ids, return_inverse=True)
+    place_u = np.array([places.get(int(r), 0) for r in req_u], dtype=np.int64)
+    cap_u = np.array([capacity.get(int(v), 0) for v in vol_u], dtype=np.int64)
+    load_u = np.array([open_load.get(int(v), 0) for v in vol_u], dtype=np.int64)
+    # Only pairs that can gain anything even as the volunteer's first new commitment.
+    useful = (place_u[er] > 0) & (cap_u[ev] > 0) & (scores > marginal_load(load_u[ev], load_weight))
+    if not useful.any():
+        return PlanResult()
+    idx = np.flatnonzero(useful)
+    requests, er = np.unique(er[idx], return_inverse=True)
+    volunteers, ev = np.unique(ev[idx], return_inverse=True)
+    ew = np.asarray(scores, dtype=float)[idx]
     solver = solve_arrays if method == "flow" else functools.partial(solve_arrays_lp, keep=keep)
-    chosen_idx = solver(er, ev, ew, np.asarray([places[r] for r in requests], dtype=np.int64),
-                              np.asarray([capacity[v] for v in volunteers], dtype=np.int64),
-                              np.asarray([open_load.get(v, 0) for v in volunteers], dtype=np.int64),
-                              load_weight)
-    chosen = [pairs[i] for i in chosen_idx]
+    chosen_idx = solver(er, ev, ew, place_u[requests], cap_u[volunteers], load_u[volunteers], load_weight)
     # Report each assignment's net score: a volunteer's best pairs take its cheapest load slots.
     by_volunteer: dict[int, list[tuple[int, float]]] = {}
-    for r, v in chosen:
-        by_volunteer.setdefault(v, []).append((r, best[(r, v)]))
+    for i in chosen_idx:
+        v = int(vol_u[volunteers[ev[i]]])
+        by_volunteer.setdefault(v, []).append((int(req_u[requests[er[i]]]), float(ew[i])))
     out = PlanResult()
     for v, items in by_volunteer.items():
         items.sort(key=lambda item: -item[1])

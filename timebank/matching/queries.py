@@ -4,7 +4,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from sqlalchemy import and_, case, func, or_, select
+import numpy as np
+from sqlalchemy import ARRAY, Integer, and_, any_, bindparam, case, func, or_, select
 
 from timebank.community.models import Category, Membership, MemberSkill, TimeBank, User
 from timebank.ledger.models import Account
@@ -29,6 +30,14 @@ class Suggestion:
     extra: dict = field(default_factory=dict)
 
 
+def among(session, column, ids):
+    """column IN ids; on PostgreSQL as = ANY(one array parameter), not thousands of parameters to parse and bind."""
+    ids = [int(i) for i in ids]
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, ids, type_=ARRAY(Integer)))
+    return column.in_(ids)
+
+
 def get_request(session, request_id: int, timebank_id: int | None = None) -> HelpRequest:
     row = session.get(HelpRequest, request_id)
     if row is None or (timebank_id is not None and row.timebank_id != timebank_id):
@@ -46,14 +55,20 @@ def get_offer(session, offer_id: int, timebank_id: int | None = None) -> Offer:
 def category_family(session, category_id: int) -> tuple[dict[int, str], str]:
     """{category id: fit} for the request's category: 'exact', its parent 'broader', its children 'narrower'."""
     category = session.get(Category, category_id)
-    family = {category_id: "exact"}
     if category is None:
-        return family, ""
-    if category.parent_id:
-        family[category.parent_id] = "broader"
-    for child_id in session.scalars(select(Category.id).where(Category.parent_id == category_id)):
+        return {category_id: "exact"}, ""
+    children = session.scalars(select(Category.id).where(Category.parent_id == category_id))
+    return family_from(category_id, category.parent_id, children), category.name
+
+
+def family_from(category_id: int, parent_id: int | None, child_ids) -> dict[int, str]:
+    """{category id: fit} from a category, its parent and its children."""
+    family = {category_id: "exact"}
+    if parent_id:
+        family[parent_id] = "broader"
+    for child_id in child_ids:
         family[child_id] = "narrower"
-    return family, category.name
+    return family
 
 
 FIT_VALUE = {"exact": 1.0, "narrower": 0.8, "broader": 0.6}
@@ -130,10 +145,27 @@ def closes_on(listing) -> dt.date:
     return min(expiry, listing.ends_on) if listing.ends_on else expiry
 
 
+def offer_live(now: dt.datetime) -> list:
+    """Conditions for an offer that is live now: open, not expired, its last date not passed."""
+    return [Offer.status == "open", Offer.expires_at > now, or_(Offer.ends_on.is_(None), Offer.ends_on >= now.date())]
+
+
+def offer_overlaps(starts_on: dt.date | None, ends_on: dt.date | None, expires_at: dt.datetime,
+                   request_starts_on: dt.date | None, request_ends_on: dt.date | None) -> bool:
+    """In Python, the date part of _offer_in_window(): does a live offer's window overlap the request's?"""
+    if request_ends_on is not None and starts_on is not None and starts_on > request_ends_on:
+        return False
+    if request_starts_on is not None:
+        if ends_on is not None and ends_on < request_starts_on:
+            return False
+        if not expires_at > dt.datetime.combine(request_starts_on, dt.time()):
+            return False
+    return True
+
+
 def _offer_in_window(request: HelpRequest, now: dt.datetime) -> list:
-    """Conditions for an offer that is live now and whose dates overlap the request's."""
-    conditions = [Offer.status == "open", Offer.expires_at > now,
-                  or_(Offer.ends_on.is_(None), Offer.ends_on >= now.date())]
+    """Conditions for an offer that is live now and whose dates overlap the request's (offer_overlaps in SQL)."""
+    conditions = offer_live(now)
     if request.ends_on is not None:
         conditions.append(or_(Offer.starts_on.is_(None), Offer.starts_on <= request.ends_on))
     if request.starts_on is not None:
@@ -171,7 +203,12 @@ def candidate_rows(session, request: HelpRequest, *, today: dt.date | None = Non
     if not request.remote and request.latitude is not None and request.longitude is not None:
         min_lat, max_lat, min_lon, max_lon = scoring.bounding_box(request.latitude, request.longitude,
                                                                   radius_km or 10)
-        conditions += [m.latitude.between(min_lat, max_lat), m.longitude.between(min_lon, max_lon)]
+        lat, lon = m.latitude, m.longitude
+        if session.get_bind().dialect.name == "sqlite":
+            # "+ 0" keeps SQLite from scanning members by the location index (the radius box usually holds most of
+            # them, each then checked for blocks and matches); it starts from the few with the skill instead.
+            lat, lon = lat + 0, lon + 0
+        conditions += [lat.between(min_lat, max_lat), lon.between(min_lon, max_lon)]
     if request.safety_check_level and request.safety_check_level != "none":
         conditions += [m.safety_check_level.in_(scoring.levels_at_least(request.safety_check_level)),
                        m.safety_check_expires >= today]
@@ -200,7 +237,7 @@ def match_stats(session, membership_ids: list[int], now: dt.datetime | None = No
                        func.sum(case((Match.status.in_(("done", "logged")), 1), else_=0)),
                        func.sum(case((Match.status.in_(("proposed", "accepted")), 1), else_=0)),
                        func.sum(case((Match.proposed_at >= week_ago, 1), else_=0)))
-                .where(Match.membership_id.in_(chunk)).group_by(Match.membership_id))
+                .where(among(session, Match.membership_id, chunk)).group_by(Match.membership_id))
         for mid, proposed, completed, open_, week in session.execute(stmt):
             stats[mid] = {"proposed": int(proposed or 0), "completed": int(completed or 0),
                           "open": int(open_ or 0), "week": int(week or 0)}
@@ -213,7 +250,7 @@ def _member_texts(session, membership_ids: list[int], request: HelpRequest,
     if not membership_ids:
         return words
     rows = session.execute(select(Offer.membership_id, Offer.title, Offer.description).where(
-        Offer.membership_id.in_(membership_ids), *_offer_in_window(request, now)))
+        among(session, Offer.membership_id, membership_ids), *_offer_in_window(request, now)))
     for mid, title, description in rows:
         words.setdefault(mid, set()).update(scoring.tokens(f"{title} {description}"))
     return words
@@ -241,20 +278,26 @@ def suggestions(session, request: HelpRequest, *, limit: int = 10, weights: dict
     for row in rows:
         mid, cid = row[0], row[1]
         fit = FIT_VALUE[family[cid]]
-        if mid not in best or fit > FIT_VALUE[family[best[mid][1]]]:
+        # The best fit; between equal fits the lowest category id, so the reason names the same category each time.
+        if mid not in best or (fit, -cid) > (FIT_VALUE[family[best[mid][1]]], -best[mid][1]):
             best[mid] = row
     stats = match_stats(session, list(best), now)
+    distances = {}
+    if not request.remote and request.latitude is not None:
+        located = [row for row in best.values() if row[2] is not None]
+        if located:
+            km = scoring.haversine_km_array(request.latitude, request.longitude, np.array([r[2] for r in located]),
+                                            np.array([r[3] for r in located]))
+            distances = {row[0]: float(d) for row, d in zip(located, km)}
     partial = []
     for mid, (mid_, cid, lat, lon, slots, age_band, bio, balance, name) in best.items():
         if request.min_age is not None:
             lower = scoring.age_lower_bound(age_band)
             if lower is None or lower < request.min_age:
                 continue
-        distance = None
-        if not request.remote and request.latitude is not None and lat is not None:
-            distance = scoring.haversine_km(request.latitude, request.longitude, lat, lon)
-            if distance > radius:
-                continue
+        distance = distances.get(mid)
+        if distance is not None and distance > radius:
+            continue
         s = stats.get(mid, {"proposed": 0, "completed": 0, "open": 0, "week": 0})
         features = {
             "category": FIT_VALUE[family[cid]],

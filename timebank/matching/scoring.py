@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 import re
 
+import numpy as np
+
 DEFAULT_WEIGHTS = {
     "category": 3.0,      # exact skill 1.0, broader or narrower category less
     "text": 1.0,          # word overlap between the request and the volunteer's offers and bio
@@ -64,6 +66,15 @@ def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
     return 2 * r * math.asin(min(1.0, math.sqrt(a)))
 
 
+def haversine_km_array(lat1, lon1, lat2, lon2) -> np.ndarray:
+    """haversine_km on numpy arrays (the same formula, for batch plans and ranked candidates)."""
+    r = 6371.0088
+    p1, p2 = np.radians(lat1), np.radians(lat2)
+    dp, dl = p2 - p1, np.radians(lon2 - lon1)
+    a = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
+    return 2 * r * np.arcsin(np.minimum(1.0, np.sqrt(a)))
+
+
 def bounding_box(lat: float, lon: float, radius_km: float) -> tuple[float, float, float, float]:
     """(min_lat, max_lat, min_lon, max_lon) enclosing the circle; a cheap SQL pre-filter."""
     dlat = radius_km / 111.0
@@ -79,6 +90,13 @@ def availability_overlap(request_slots: int, member_slots: int) -> float:
     if not request_slots:
         return 1.0
     return popcount(request_slots & member_slots) / popcount(request_slots)
+
+
+def availability_overlap_array(request_slots: np.ndarray, member_slots: np.ndarray) -> np.ndarray:
+    """availability_overlap per pair, on arrays."""
+    wanted = np.bitwise_count(request_slots & ALL_SLOTS).astype(np.int64)
+    common = np.bitwise_count(request_slots & member_slots & ALL_SLOTS).astype(np.int64)
+    return np.where(request_slots == 0, 1.0, common / np.maximum(wanted, 1))
 
 
 def slot_words(slots: int, limit: int = 2) -> str:
@@ -105,10 +123,22 @@ def text_similarity(a: set[str], b: set[str]) -> float:
     return len(a & b) / min(len(a), len(b))
 
 
+def text_similarity_array(common: np.ndarray, a_len: np.ndarray, b_len: np.ndarray) -> np.ndarray:
+    """text_similarity per pair from the size of the intersection and of each word set."""
+    smaller = np.minimum(a_len, b_len)
+    return np.where(smaller > 0, common / np.maximum(smaller, 1), 0.0)
+
+
 def distance_feature(distance_km: float | None, radius_km: float, remote: bool) -> float:
     if remote or distance_km is None:
         return 1.0
     return max(0.0, 1.0 - distance_km / max(radius_km, 0.001))
+
+
+def distance_feature_array(distance_km: np.ndarray, radius_km: float, remote: np.ndarray) -> np.ndarray:
+    """distance_feature per pair; a NaN distance is an unknown one."""
+    near = np.maximum(0.0, 1.0 - distance_km / max(radius_km, 0.001))
+    return np.where(remote | np.isnan(distance_km), 1.0, near)
 
 
 def reliability(completed: int, proposed: int) -> float:

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, insert, or_, select
 
 from timebank.community.models import Category, Membership, Organisation, OrganisationRepresentative, TimeBank
 from timebank.community.service import log_audit
 from timebank.errors import ValidationFailed
-from timebank.matching import planner, queries, scoring
-from timebank.matching.errors import (BlockNotFound, ListingClosed, MatchBlocked, MatchNotFound, MatchWrongState, NotAllowed,
-                                      PlanAlreadySent, PlanNotFound)
+from timebank.matching import candidates, planner, queries, scoring
+from timebank.matching.errors import (BlockNotFound, ListingClosed, ListingNotFound, MatchBlocked, MatchNotFound,
+                                      MatchWrongState, NotAllowed, PlanAlreadySent, PlanNotFound)
 from timebank.matching.models import (URGENCIES, BlockedPair, HelpRequest, Match, MatchPlan, MatchPlanProposal,
                                       Offer, utcnow)
 
@@ -199,10 +199,11 @@ def unblock_pair(session, block: BlockedPair, *, by_membership: Membership) -> N
     session.flush()
 
 
+TAKEN_STATUSES = ("proposed", "accepted", "done", "logged")
+
+
 def _open_places(session, request: HelpRequest) -> int:
-    taken = session.scalars(select(Match.id).where(Match.request_id == request.id,
-                                                   Match.status.in_(("proposed", "accepted", "done", "logged"))))
-    return request.volunteers_needed - len(list(taken))
+    return request.volunteers_needed - _places_taken(session, [request.id]).get(request.id, 0)
 
 
 def propose(session, request: HelpRequest, member_id: int, *, by_user_id: int, score: float | None = None,
@@ -224,6 +225,15 @@ def propose(session, request: HelpRequest, member_id: int, *, by_user_id: int, s
                                   code="member_not_eligible")
         score, reasons = found[0].score, found[0].reasons
     match = session.scalar(select(Match).where(Match.request_id == request.id, Match.membership_id == member_id))
+    match = _mark_proposed(session, request, member_id, match, by_user_id=by_user_id, score=score, reasons=reasons,
+                           plan_id=plan_id)
+    session.flush()
+    return match
+
+
+def _mark_proposed(session, request: HelpRequest, member_id: int, match: Match | None, *, by_user_id: int,
+                   score: float, reasons: list, plan_id: int | None) -> Match:
+    """The pair's match (new, or the suggested one) moved to proposed; the checks are the caller's."""
     now = utcnow()
     if match is None:
         match = Match(timebank_id=request.timebank_id, request_id=request.id, membership_id=member_id,
@@ -233,7 +243,6 @@ def propose(session, request: HelpRequest, member_id: int, *, by_user_id: int, s
         raise MatchWrongState("This member was already proposed for this request.")
     match.status, match.score, match.reasons = "proposed", float(score), list(reasons)
     match.proposed_at, match.proposed_by_user_id, match.plan_id = now, by_user_id, plan_id
-    session.flush()
     return match
 
 
@@ -283,25 +292,54 @@ def weekly_capacity(timebank: TimeBank) -> int:
         return DEFAULT_WEEKLY_CAPACITY
 
 
+def _requests_of(session, request_ids: list[int], timebank_id: int) -> list[HelpRequest]:
+    """The requests with these ids, in the order given (repeats dropped); ListingNotFound for an unknown one."""
+    ids = list(dict.fromkeys(request_ids))
+    found = {}
+    for start in range(0, len(ids), 5000):
+        found.update((r.id, r) for r in session.scalars(select(HelpRequest).where(
+            queries.among(session, HelpRequest.id, ids[start:start + 5000]))))
+    out = []
+    for rid in ids:
+        request = found.get(rid)
+        if request is None or request.timebank_id != timebank_id:
+            raise ListingNotFound(f"There is no request {rid}.")
+        out.append(request)
+    return out
+
+
+def _places_taken(session, request_ids: list[int]) -> dict[int, int]:
+    """{request id: places already taken} (proposed, accepted, done or logged matches), in one query per 5,000."""
+    taken: dict[int, int] = {}
+    for start in range(0, len(request_ids), 5000):
+        taken.update(session.execute(select(Match.request_id, func.count()).where(
+            queries.among(session, Match.request_id, request_ids[start:start + 5000]),
+            Match.status.in_(TAKEN_STATUSES))
+            .group_by(Match.request_id)).all())
+    return taken
+
+
 def create_plan(session, *, timebank: TimeBank, request_ids: list[int], by_user_id: int) -> MatchPlan:
-    """An exactly optimal plan for these open requests, with each volunteer's weekly capacity."""
+    """An exactly optimal plan for these open requests, with each volunteer's weekly capacity.
+
+    Candidate pairs come from candidates.plan_candidates(): the hard filters and scores of suggestions(), for all
+    the requests at once."""
     if not request_ids:
         raise ValidationFailed("Choose at least one request.", errors={"request_ids": ["Give at least one id."]})
     weights = scoring.weights_for(timebank.settings)
     cap_per_week = weekly_capacity(timebank)
-    requests = [queries.get_request(session, rid, timebank.id) for rid in dict.fromkeys(request_ids)]
-    edges, reasons, stats, places = [], {}, {}, {}
+    requests = _requests_of(session, request_ids, timebank.id)
+    now = utcnow()
     for request in requests:
-        if not queries.is_open(request):
+        if not queries.is_open(request, now):
             raise ListingClosed(f"Request {request.id} is closed or has expired.")
-        places[request.id] = max(0, _open_places(session, request))
-        for s in queries.suggestions(session, request, limit=100_000, weights=weights):
-            edges.append(planner.Edge(request.id, s.member_id, s.base_score))
-            reasons[(request.id, s.member_id)] = s.reasons
-            stats[s.member_id] = s.extra["stats"]
-    capacity = {mid: max(0, cap_per_week - st["week"]) for mid, st in stats.items()}
-    open_load = {mid: st["open"] for mid, st in stats.items()}
-    result = planner.solve(edges, places, capacity, open_load, weights["load"])
+    taken = _places_taken(session, [r.id for r in requests])
+    places = {r.id: max(0, r.volunteers_needed - taken.get(r.id, 0)) for r in requests}
+    found = candidates.plan_candidates(session, requests, timebank=timebank, weights=weights, now=now)
+    capacity = {mid: max(0, cap_per_week - st["week"]) for mid, st in found.stats.items()}
+    open_load = {mid: st["open"] for mid, st in found.stats.items()}
+    result = planner.solve_pairs(found.request_id, found.member_id, found.base_score, places, capacity, open_load,
+                                 weights["load"])
     plan = MatchPlan(timebank_id=timebank.id, created_by_user_id=by_user_id, status="draft",
                      request_ids=[r.id for r in requests], total_score=round(result.total, 4),
                      capacity={"weekly_per_volunteer": cap_per_week,
@@ -313,10 +351,10 @@ def create_plan(session, *, timebank: TimeBank, request_ids: list[int], by_user_
                                         for mid, n in sorted(result.used.items())}})
     session.add(plan)
     session.flush()
-    for request_id, member_id, net in result.assignments:
-        session.add(MatchPlanProposal(plan_id=plan.id, request_id=request_id, membership_id=member_id,
-                                      score=round(net, 4), reasons=reasons[(request_id, member_id)]))
-    session.flush()
+    if result.assignments:
+        session.execute(insert(MatchPlanProposal), [
+            {"plan_id": plan.id, "request_id": request_id, "membership_id": member_id, "score": round(net, 4),
+             "reasons": found.reasons(request_id, member_id)} for request_id, member_id, net in result.assignments])
     return plan
 
 
@@ -328,18 +366,84 @@ def get_plan(session, plan_id: int, timebank_id: int | None = None) -> MatchPlan
 
 
 def send_plan(session, plan: MatchPlan, *, by_user_id: int) -> list[Match]:
-    """Turn the plan's proposals into proposed matches."""
+    """Turn the plan's proposals into proposed matches, skipping those no longer valid.
+
+    A proposal is skipped when, since the plan was made, its request was closed, expired or filled, the volunteer
+    is no longer an active member, the pair was blocked, the volunteer was already proposed, or the volunteer no
+    longer passes the request's hard filters. plan.skipped lists them with the reason in words."""
     if plan.status == "sent":
         raise PlanAlreadySent("This plan was already sent.")
-    matches = []
-    for proposal in plan.proposals:
+    proposals = list(plan.proposals)
+    problems = _proposal_problems(session, plan, proposals)
+    names = queries.member_names(session, [p.membership_id for p in proposals])
+    request_ids = sorted({p.request_id for p in proposals})
+    # The checks above are propose()'s, done for all proposals at once; places are counted down as they are sent.
+    existing = {(m.request_id, m.membership_id): m for m in session.scalars(
+        select(Match).where(queries.among(session, Match.request_id, request_ids)))} if request_ids else {}
+    taken = _places_taken(session, request_ids)
+    places_left = {rid: session.get(HelpRequest, rid).volunteers_needed - taken.get(rid, 0) for rid in request_ids}
+    matches, skipped = [], []
+    for proposal in proposals:
         request = session.get(HelpRequest, proposal.request_id)
-        matches.append(propose(session, request, proposal.membership_id, by_user_id=by_user_id,
-                               score=proposal.score, reasons=proposal.reasons, plan_id=plan.id))
-    plan.status = "sent"
-    plan.sent_at = utcnow()
+        pair = (proposal.request_id, proposal.membership_id)
+        reason = problems.get(pair)
+        if reason is None and places_left[request.id] <= 0:
+            reason = "every place on this request is already taken"
+        if reason is None:
+            matches.append(_mark_proposed(session, request, proposal.membership_id, existing.get(pair),
+                                          by_user_id=by_user_id, score=proposal.score, reasons=proposal.reasons,
+                                          plan_id=plan.id))
+            places_left[request.id] -= 1
+            continue
+        skipped.append({"request_id": proposal.request_id, "request_title": request.title,
+                        "member_id": proposal.membership_id,
+                        "member_name": names.get(proposal.membership_id, f"member {proposal.membership_id}"),
+                        "reason": reason})
+    plan.status, plan.sent_at, plan.skipped = "sent", utcnow(), skipped
     session.flush()
     return matches
+
+
+def _proposal_problems(session, plan: MatchPlan, proposals: list) -> dict[tuple[int, int], str]:
+    """{(request id, member id): why it cannot be sent now} for the plan's proposals that are no longer valid."""
+    if not proposals:
+        return {}
+    timebank = session.get(TimeBank, plan.timebank_id)
+    now = utcnow()
+    requests = {r.id: r for r in _requests_of(session, [p.request_id for p in proposals], plan.timebank_id)}
+    member_ids = sorted({p.membership_id for p in proposals})
+    members = {m.id: m for m in session.scalars(select(Membership).where(Membership.id.in_(member_ids)))}
+    owners = {r.membership_id for r in requests.values() if r.membership_id}
+    blocks = {(b.low_membership_id, b.high_membership_id): b.by_broker for b in session.scalars(
+        select(BlockedPair).where(BlockedPair.timebank_id == plan.timebank_id,
+                                  or_(BlockedPair.low_membership_id.in_(owners),
+                                      BlockedPair.high_membership_id.in_(owners))))} if owners else {}
+    already = dict(((m.request_id, m.membership_id), m.status) for m in session.scalars(
+        select(Match).where(queries.among(session, Match.request_id, requests), Match.status != "suggested")))
+    open_requests = [r for r in requests.values() if queries.is_open(r, now)]
+    found = candidates.plan_candidates(session, open_requests, timebank=timebank,
+                                       weights=scoring.weights_for(timebank.settings), now=now)
+    eligible = set(zip(found.request_id.tolist(), found.member_id.tolist()))
+    problems = {}
+    for p in proposals:
+        pair = (p.request_id, p.membership_id)
+        request, member = requests[p.request_id], members.get(p.membership_id)
+        block = blocks.get(tuple(sorted((request.membership_id, p.membership_id)))) if request.membership_id \
+            else None
+        if not queries.is_open(request, now):
+            problems[pair] = "the request is closed or has expired"
+        elif member is None or member.status != "active":
+            problems[pair] = ("the volunteer's membership is suspended" if member is not None
+                              and member.status == "suspended" else "the volunteer is no longer an active member")
+        elif block is not None:
+            problems[pair] = ("a broker has blocked this pair (safeguarding)" if block
+                              else "one of the two has blocked the other")
+        elif pair in already:
+            problems[pair] = f"the volunteer was already proposed for this request (the match is {already[pair]})"
+        elif pair not in eligible:
+            problems[pair] = ("the volunteer no longer meets the request's requirements (skills, availability, "
+                              "distance or safety check)")
+    return problems
 
 
 def mark_logged(session, match: Match, *, exchange_id: int) -> Match:
@@ -357,7 +461,7 @@ def link_exchange(session, match: Match, exchange) -> Match:
     """Record that this exchange logs the match's hours: an accepted match becomes done, then logged.
 
     The exchange must be between the match's volunteer (provider) and the request's member or organisation."""
-    if match.exchange_id is not None or match.status == "logged":
+    if match.status == "logged":  # a done match may keep the id of an exchange that was cancelled
         raise MatchWrongState("The hours of this match are already logged.", code="match_already_logged")
     if match.status not in ("accepted", "done"):
         raise MatchWrongState(f"This match is {match.status}; log hours once it is accepted or done.")
@@ -380,7 +484,7 @@ def log_hours(session, match: Match, *, user, minutes: int | None = None, happen
     from timebank.exchanges import policy as exchange_policy, service as exchanges
     from timebank.exchanges.models import Exchange
 
-    if match.exchange_id is not None or match.status == "logged":
+    if match.status == "logged":  # a done match may keep the id of an exchange that was cancelled
         raise MatchWrongState("The hours of this match are already logged.", code="match_already_logged")
     if match.status not in ("accepted", "done"):
         raise MatchWrongState(f"This match is {match.status}; log hours once it is accepted or done.")

@@ -237,6 +237,11 @@ def send_plan(plan_id):
         flash(exc.message, "error")
     else:
         flash(f"Sent {len(matches)} proposal{'s' if len(matches) != 1 else ''}.", "success")
+        if row.skipped:
+            shown = "; ".join(f"{s['member_name']} for “{s['request_title']}”: {s['reason']}" for s in row.skipped[:10])
+            more = f"; and {len(row.skipped) - 10} more, listed below" if len(row.skipped) > 10 else ""
+            flash(f"Not sent ({len(row.skipped)}), because things changed since the plan was made: {shown}{more}.",
+                  "error")
     return redirect(url_for("matching.plan", plan_id=plan_id)), 303
 
 
