@@ -99,6 +99,33 @@ def test_rebuild_gives_the_rows_the_hook_wrote(session):
     assert daily_rows(session, tb_id) == kept_daily
 
 
+def daily_matches_facts(session, timebank_id):
+    from timebank.impact.queries import daily_from_facts_sql
+
+    regrouped = sorted(tuple(r) for r in session.execute(text(daily_from_facts_sql(
+        "impact_fact", "p.timebank_id = :tb")), {"tb": timebank_id}))
+    stored = sorted(tuple(r) for r in session.execute(text(
+        "SELECT timebank_id, on_date, dimension, value, minutes, exchanges, events FROM impact_daily "
+        "WHERE timebank_id = :tb"), {"tb": timebank_id}))
+    return stored, regrouped
+
+
+def test_a_retagged_exchange_leaves_no_empty_daily_row_behind(session):
+    """impact_daily moves by differences; the row an exchange leaves (its old outcome area) must go, not stay at 0."""
+    from timebank.exchanges.models import Exchange
+
+    c = build(session)
+    tb = c["timebank"]
+    row = session.scalar(select(Exchange).where(Exchange.timebank_id == tb.id, Exchange.happened_on == D(2025, 2, 20)))
+    old_area = row.outcome_area
+    row.outcome_area = "housing"
+    session.flush()
+    stored, regrouped = daily_matches_facts(session, tb.id)
+    assert stored == regrouped
+    assert not [r for r in stored if r[2] == "outcome_area" and r[3] == old_area and str(r[1]) == "2025-02-20"]
+    assert [r for r in stored if r[2] == "outcome_area" and r[3] == "housing" and str(r[1]) == "2025-02-20"]
+
+
 def test_rebuild_rollups_command(app, committed_db):
     from timebank.extensions import db
 
@@ -172,5 +199,62 @@ def test_property_rollup_equals_raw_whatever_the_services_do(session, timebank, 
                            (today - dt.timedelta(days=10), today - dt.timedelta(days=3))]:
             rollup, raw = both(timebank, start, end)
             assert rollup == raw
+        # impact_daily is kept by adding differences: it must equal a full regroup of the facts
+        stored, regrouped = daily_matches_facts(session, timebank.id)
+        assert stored == regrouped
     finally:
         savepoint.rollback()
+
+
+def test_two_transactions_writing_the_same_day_keep_the_daily_rollup_exact(committed_db):
+    """Two writers refresh the same (time bank, day) at once: the second waits for the first and regroups after it.
+
+    Before the per-day lock, the second writer's regroup inserted the day's rows while the first writer's
+    uncommitted ones held the same keys: a unique violation (a 500) under load, found by bench/load.py.
+    """
+    import threading
+
+    from sqlalchemy.orm import Session as OrmSession
+
+    from tests.impact.fixed_community import exchange
+    from timebank.community.service import add_membership, create_timebank, create_user
+
+    engine = committed_db.engine
+    with OrmSession(engine) as setup:
+        tb = create_timebank(setup, slug="race", name="Race")
+        people = [add_membership(setup, user=create_user(setup, email=f"r{i}@example.test", display_name=f"R{i}"),
+                                 timebank=tb) for i in range(4)]
+        setup.commit()
+        tb_id, ids = tb.id, [p.id for p in people]
+    day = D(2025, 5, 5)
+
+    def write(session, provider_id, recipient_id, minutes):
+        from timebank.community.models import Membership, TimeBank
+
+        provider, recipient = session.get(Membership, provider_id), session.get(Membership, recipient_id)
+        exchange(session, session.get(TimeBank, tb_id), provider, recipient, minutes, day, logger=provider.user)
+
+    errors = []
+    first = OrmSession(engine)
+    write(first, ids[0], ids[1], 30)  # flushed: the day's roll-up rows are written but not committed
+
+    def second():
+        try:
+            with OrmSession(engine) as s:
+                write(s, ids[2], ids[3], 45)
+                s.commit()
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    thread.join(0.7)  # the second writer is now waiting on the first
+    first.commit()
+    first.close()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert errors == []
+    with engine.connect() as conn:
+        total = conn.execute(text("SELECT minutes, exchanges FROM impact_daily WHERE timebank_id = :tb "
+                                  "AND on_date = :d AND dimension = 'total'"), {"tb": tb_id, "d": day}).one()
+    assert tuple(total) == (75, 2)

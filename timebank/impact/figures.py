@@ -1,23 +1,29 @@
-"""The dashboard's figures for one period in a few statements over the roll-up.
+"""The dashboard's figures for a period and the previous one in a few statements over the roll-up.
 
 1. Hours and exchanges per breakdown value (and the total, and the trend) from impact_daily: a few
    hundred rows a month, whatever the number of exchanges.
-2. One pass over the period's fact rows grouped by member (by `membership_id + 0`, so SQLite reads the
-   period's key range and sorts, rather than walking the member index with one random lookup per row)
-   gives every person-level figure: members active, who both gave and received, partners, first exchange of new members, retention, people by
-   ward / age band / gender (joined to the member now, so never stale), people per value of the small
-   tag breakdowns and active members per trend bucket (as per-member flags, summed).
-3. People by category and by organisation (open-ended lists) and organisations taking part.
+2. One statement for both periods over impact_member_month (one row per member and month; the partial
+   months at a period's edges grouped from impact_fact the same way), grouped by member: members active,
+   who both gave and received, first exchange of new members, retention (the two per-member sets joined),
+   people by ward / age band / gender (joined to the member now, so never stale), people per known tag
+   value and per category (bits of the masks, OR-ed per member with BIT_OR) and active members per month.
+3. From the period's fact rows: people by organisation (by id, labelled afterwards), organisations taking
+   part, distinct partners per member, and people for the few values the masks cannot tell apart (a tag
+   value outside the vocabulary, categories sharing a bit).
 
-`source="raw"` runs the same statements over facts derived from raw exchange and transfer rows; the
-per-figure functions in queries.py are a second, independent formulation. Tests check all agree.
+`source="raw"` runs the same statements over facts derived from raw exchange and transfer rows (and the
+member-month rows grouped from those); the per-figure functions in queries.py are a second, independent
+formulation. Tests check all agree (tests/impact/test_impact_rollups.py, test_impact_speed.py).
 """
 from __future__ import annotations
 
 import datetime as dt
 
-from timebank.impact.queries import (DAILY_DIMENSIONS, DIMENSIONS, MEMBER_ROLES_SQL, _buckets, _daily,
-                                     _days_between, _facts, _month, _params, _run)
+from sqlalchemy import bindparam, text
+
+from timebank.impact.queries import (DAILY_DIMENSIONS, DIMENSIONS, MEMBER_ROLES_SQL, TAG_BITS, _buckets, _daily,
+                                     _days_between, _dialect, _facts, _month, _params, _run, category_bit,
+                                     member_month_sql)
 
 SMALL_DIMENSIONS = ("coproduction_type", "outcome_area", "collective", "substitutive", "kind")
 MEMBER_DIMENSIONS = {"ward": "m.ward", "age_band": "CASE WHEN m.demographics_consent THEN m.age_band END",
@@ -45,7 +51,7 @@ def _fact_source(source: str) -> tuple[str, str]:
 
 
 def _hours(session, params, source) -> dict[str, dict[str, list]]:
-    """{dimension: {label: [minutes, exchanges, events, value]}} from the daily roll-up."""
+    """{dimension: {label: [minutes, exchanges, events, a value, {values}]}} from the daily roll-up."""
     rows = _run(session, f"WITH {_daily(source)} " + """
         SELECT g.dimension, g.value,
                CASE g.dimension WHEN 'category' THEN COALESCE(c.name, 'not stated')
@@ -58,106 +64,276 @@ def _hours(session, params, source) -> dict[str, dict[str, list]]:
                 params)
     out: dict[str, dict[str, list]] = {name: {} for name in DAILY_DIMENSIONS}
     for dimension, value, label, minutes, exchanges, events in rows:
-        entry = out[dimension].setdefault(str(label), [0, 0, 0, value])
+        entry = out[dimension].setdefault(str(label), [0, 0, 0, value, set()])
+        entry[4].add(value)  # every value with this label (two categories may share a name)
         entry[0] += int(minutes)
         entry[1] += int(exchanges)
         entry[2] += int(events)
     return out
 
 
+def month_split(start: dt.date, end: dt.date) -> tuple[tuple[dt.date, dt.date] | None, list[tuple[dt.date, dt.date]]]:
+    """(first and last whole month inside [start, end] as first days of months, or None; the other day ranges).
+
+    Whole months are read from impact_member_month; the partial months at the edges from impact_fact.
+    """
+    first_full = start if start.day == 1 else _bucket_bounds(f"{start.year:04d}-{start.month:02d}")[1] + dt.timedelta(
+        days=1)
+    last_full = end if (end + dt.timedelta(days=1)).day == 1 else end.replace(day=1) - dt.timedelta(days=1)
+    if first_full > last_full:
+        return None, [(start, end)]
+    ranges = []
+    if start < first_full:
+        ranges.append((start, first_full - dt.timedelta(days=1)))
+    if last_full < end:
+        ranges.append((last_full + dt.timedelta(days=1), end))
+    return (first_full, last_full.replace(day=1)), ranges
+
+
+_MEMBER_MONTH_READ = "month, membership_id, active, gave, received, given_minutes, first_on, tag_mask, category_mask"
+
+
+def _member_months(session, source: str, params: dict, key: str, start: dt.date, end: dt.date,
+                   facts_cte: str) -> str:
+    """A SELECT of the period's member-month rows (month, membership_id, flags...), one per member and month.
+
+    From the roll-up: whole months from impact_member_month, edge days grouped from impact_fact. From raw rows:
+    all grouped from the raw-derived fact CTE `facts_cte` (the oracle for impact_member_month).
+    """
+    dialect = _dialect(session)
+    if source == "raw":
+        return f"SELECT {_MEMBER_MONTH_READ} FROM ({member_month_sql(dialect, facts_cte, bit_or=True)}) {key}r"
+    full, ranges = month_split(start, end)
+    parts = []
+    if full is not None:
+        params[f"{key}m0"], params[f"{key}m1"] = full
+        parts.append(f"SELECT {_MEMBER_MONTH_READ} FROM impact_member_month "
+                     f"WHERE timebank_id IN :tb AND month BETWEEN :{key}m0 AND :{key}m1")
+    for i, (a, b) in enumerate(ranges):
+        params[f"{key}a{i}"], params[f"{key}b{i}"] = a, b
+        where = f"p.timebank_id IN :tb AND p.on_date BETWEEN :{key}a{i} AND :{key}b{i}"
+        edge = member_month_sql(dialect, "impact_fact", where, bit_or=True)
+        parts.append(f"SELECT {_MEMBER_MONTH_READ} FROM ({edge}) {key}e{i}")
+    return " UNION ALL ".join(parts)
+
+
+_LABELS = {"category": "not stated", "organisation": "no organisation"}
+
+
+def _by_label(session, ctes: str, facts: str, params: dict, name: str, by_id: dict,
+              none_people: int | None = None) -> dict[str, int]:
+    """{label: people} from {id: people} (None: no category / no organisation, or `none_people` when given).
+
+    When two ids share a label (two sub-categories of different parents may share a name, and so may the
+    organisations of two time banks), people are counted again grouped by label: a person active in both
+    counts once.
+    """
+    missing = _LABELS[name]
+    if none_people is not None:
+        by_id = {**by_id, None: none_people}
+    ids = sorted(i for i in by_id if i is not None)
+    names = dict(session.execute(text(f"SELECT id, name FROM {name} WHERE id IN :ids").bindparams(
+        bindparam("ids", expanding=True)), {"ids": ids}).all()) if ids else {}
+    labels = {i: (names.get(i, missing) if i is not None else missing) for i in by_id}
+    if len(set(labels.values())) == len(labels):
+        return {labels[i]: n for i, n in by_id.items()}
+    label = f"COALESCE(x.name, '{missing}')"
+    rows = _run(session, f"""
+        {'WITH ' + ctes.rstrip(', ') if ctes else ''}
+        SELECT {label}, COUNT(DISTINCT p.membership_id)
+        FROM {facts.replace(' WHERE ', f' LEFT JOIN {name} x ON x.id = p.{name}_id WHERE ', 1)} AND p.active = 1
+        GROUP BY {label}""", params).all()
+    return {str(k): int(n) for k, n in rows}
+
+
 def period_figures(session, timebank_ids, start: dt.date, end: dt.date, *, group_by: str = "month",
                    source: str = "rollup", previous: tuple[dt.date, dt.date] | None = None) -> dict:
-    """Headline, breakdown rows (unsuppressed), trend and person-level engagement figures for one period."""
-    params = _params(timebank_ids, start, end)
-    hours = _hours(session, params, source)
-    total = hours["total"].get("", [0, 0, 0, ""])
+    """Headline, breakdown rows (unsuppressed), trend and person-level engagement figures for one period.
 
-    # 2. The member pass: per-member flags, then summed.
-    flags, flag_params = [], {}
-    small_values = {name: [label for label, e in hours[name].items() if e[2]] for name in SMALL_DIMENSIONS}
-    for name in SMALL_DIMENSIONS:
-        for k, label in enumerate(small_values[name]):
-            key = f"v_{name}_{k}"
-            flag_params[key] = label
-            flags.append((f"f_{name}_{k}",
-                          f"MAX(CASE WHEN p.active = 1 AND {DAILY_DIMENSIONS[name]} = :{key} THEN 1 ELSE 0 END)"))
-    buckets = _buckets(start, end, group_by)
-    for j, label in enumerate(buckets):
-        # Date bounds, not a formatted date per row: comparing dates is far cheaper than strftime/to_char.
-        flag_params[f"b0_{j}"], flag_params[f"b1_{j}"] = _bucket_bounds(label)
-        flags.append((f"t_{j}", f"MAX(CASE WHEN p.active = 1 AND p.on_date BETWEEN :b0_{j} AND :b1_{j} "
-                                "THEN 1 ELSE 0 END)"))
-    flag_columns = "".join(f", {expr} AS {name}" for name, expr in flags)
+    `previous` adds retention (members active then and now).
+    """
+    return report_figures(session, timebank_ids, start, end, previous, group_by=group_by, source=source)[0]
+
+
+def report_figures(session, timebank_ids, start: dt.date, end: dt.date,
+                   previous: tuple[dt.date, dt.date] | None, *, group_by: str = "month",
+                   source: str = "rollup") -> tuple[dict, dict | None]:
+    """(this period's figures, the previous period's or None), the person-level pass for both in one statement.
+
+    The previous period's figures leave out what only the report's own period shows (trend, distinct
+    partners, days from joining to the first exchange).
+    """
+    periods = [("c", start, end, _params(timebank_ids, start, end))]
     if previous is not None:
-        params.update(d0b=previous[0], d1b=previous[1])
-        if source == "raw":
-            prev_cte = f", {_facts(source, 'q', 'b')}, qm AS MATERIALIZED (SELECT DISTINCT membership_id FROM q " \
-                       "WHERE active = 1)"
-            was_active = "EXISTS (SELECT 1 FROM qm WHERE qm.membership_id = f.mid)"
-        else:  # one index seek per active member (ix_impact_fact_member)
-            prev_cte = ""
-            was_active = ("EXISTS (SELECT 1 FROM impact_fact q WHERE q.membership_id = f.mid "
-                          "AND q.on_date BETWEEN :d0b AND :d1b AND q.active = 1)")
-    else:
-        prev_cte, was_active = "", "0 = 1"
-    new_member = f"m.joined_on BETWEEN :d0 AND :d1 AND {MEMBER_ROLES_SQL}"
-    member_rows = " UNION ALL ".join(f"""
-        SELECT '{name}', COALESCE({expr}, '{NOT_STATED}'), SUM(f.given),
-               SUM(CASE WHEN f.mid IS NOT NULL THEN f.act ELSE 0 END)
-        FROM f LEFT JOIN membership m ON m.id = f.mid GROUP BY COALESCE({expr}, '{NOT_STATED}')"""
-                                     for name, expr in MEMBER_DIMENSIONS.items())
-    flag_rows = "".join(f" UNION ALL SELECT 'flag', '{name}', SUM({name}), 0 FROM f WHERE f.mid IS NOT NULL"
-                        for name, _expr in flags)
-    ctes, facts = _fact_source(source)
-    sql = f"""
-        WITH {ctes}{prev_cte.lstrip(', ') + ', ' if prev_cte else ''}
-             f AS MATERIALIZED (
-               SELECT p.membership_id + 0 AS mid, MAX(p.active) AS act,
-                      MAX(CASE WHEN p.active = 1 AND p.side = 'provider' THEN 1 ELSE 0 END)
-                        * MAX(CASE WHEN p.active = 1 AND p.side = 'recipient' THEN 1 ELSE 0 END) AS both_sides,
-                      COUNT(DISTINCT CASE WHEN p.active = 1 THEN p.partner_key END) AS partners,
-                      MIN(CASE WHEN p.active = 1 THEN p.on_date END) AS first_on,
-                      SUM(CASE WHEN p.side = 'provider' THEN p.minutes ELSE 0 END) AS given{flag_columns}
-               FROM {facts} GROUP BY p.membership_id + 0)
-        SELECT 'summary', 'active', SUM(CASE WHEN f.mid IS NOT NULL THEN f.act ELSE 0 END),
-               SUM(CASE WHEN f.mid IS NOT NULL THEN f.both_sides ELSE 0 END) FROM f
-        UNION ALL
-        SELECT 'summary', 'partners', AVG(CASE WHEN f.mid IS NOT NULL AND f.act = 1 THEN f.partners END),
-               SUM(CASE WHEN f.mid IS NOT NULL AND f.act = 1 AND {was_active} THEN 1 ELSE 0 END) FROM f
-        UNION ALL
-        SELECT 'summary', 'first', AVG(CASE WHEN {new_member} THEN {_days_between(session, 'f.first_on', 'm.joined_on')}
-                                   END),
-               SUM(CASE WHEN {new_member} THEN 1 ELSE 0 END)
-        FROM f JOIN membership m ON m.id = f.mid WHERE f.act = 1
-        UNION ALL {member_rows}{flag_rows}"""
-    summary, member_dims, flag_sums = {}, {name: {} for name in MEMBER_DIMENSIONS}, {}
-    for section, label, n1, n2 in _run(session, sql, {**params, **flag_params}):
-        if section == "summary":
-            summary[label] = (n1, n2)
-        elif section == "flag":
-            flag_sums[label] = int(n1 or 0)
-        else:
-            member_dims[section][str(label)] = (int(n1 or 0), int(n2 or 0))
+        periods.append(("q", previous[0], previous[1], _params(timebank_ids, *previous)))
+    hours = {key: _hours(session, params, source) for key, _start, _end, params in periods}
+    small_values = {key: {name: [label for label, e in hours[key][name].items() if e[2]] for name in SMALL_DIMENSIONS}
+                    for key in hours}
+    categories = {key: _category_bits(hours[key]) for key in hours}
+    member = _member_pass(session, timebank_ids, periods, small_values, categories, group_by, source)
+    out = []
+    for key, p_start, p_end, params in periods:
+        out.append(_assemble(session, params, source, hours[key], small_values[key], member[key], categories[key],
+                             details=key == "c", start=p_start, end=p_end, group_by=group_by))
+    return out[0], (out[1] if len(out) > 1 else None)
 
-    # 3. Open-ended lists: people by category and by organisation; organisations taking part.
-    lists: dict[str, dict[str, int]] = {"category": {}, "organisation": {}}
-    organisations = 0
-    for section, label, n in _run(session, f"""
-        {'WITH ' + ctes.rstrip(', ') if ctes else ''}
-        SELECT 'category', COALESCE(c.name, '{NOT_STATED}'), COUNT(DISTINCT p.membership_id)
-        FROM {facts.replace(' WHERE ', ' LEFT JOIN category c ON c.id = p.category_id WHERE ', 1)} AND p.active = 1
-        GROUP BY COALESCE(c.name, '{NOT_STATED}')
-        UNION ALL
-        SELECT 'organisation', COALESCE(o.name, 'no organisation'), COUNT(DISTINCT p.membership_id)
-        FROM {facts.replace(' WHERE ', ' LEFT JOIN organisation o ON o.id = p.organisation_id WHERE ', 1)}
-          AND p.active = 1
-        GROUP BY COALESCE(o.name, 'no organisation')
-        UNION ALL
-        SELECT 'organisations', '', COUNT(DISTINCT p.organisation_id) FROM {facts} AND p.active = 1""", params):
-        if section == "organisations":
-            organisations = int(n)
+
+def _category_bits(hours) -> tuple[dict, list]:
+    """({category id or None: its category_mask bit} for the period's categories whose bit no other one shares,
+    [the ids that share a bit]) for the categories with activity in the period."""
+    by_bit: dict[int, list] = {}
+    for entry in hours["category"].values():
+        for value in entry[4]:
+            category_id = int(value) if value != "" else None
+            by_bit.setdefault(category_bit(category_id), []).append(category_id)
+    alone = {ids[0]: bit for bit, ids in by_bit.items() if len(ids) == 1}
+    shared = [i for ids in by_bit.values() if len(ids) > 1 for i in ids]
+    return alone, shared
+
+
+def _member_pass(session, timebank_ids, periods, small_values, categories, group_by, source) -> dict:
+    """One statement over member-month rows for every period: per-member flags, then summed."""
+    params = {"tb": list(timebank_ids), "d0": periods[0][1], "d1": periods[0][2]}
+    raw_ctes, ctes, selects = [], [], []
+    for key, start, end, _params_ in periods:
+        facts_cte = "p" if key == "c" else "q"
+        if source == "raw":
+            suffix = "" if key == "c" else "b"
+            params[f"d0{suffix}"], params[f"d1{suffix}"] = start, end
+            raw_ctes.append(_facts("raw", facts_cte, suffix))
+        bits = sorted({TAG_BITS[(name, label)] for name in SMALL_DIMENSIONS for label in small_values[key][name]
+                       if (name, label) in TAG_BITS} | {TAG_BITS[("organisation", "")]})
+        category_bits = sorted(categories[key][0].values())
+        flag_columns = f", BIT_OR(m{key}.tag_mask) AS tags, BIT_OR(m{key}.category_mask) AS cats"
+        # The current period's rows are read twice (per member, per month); the previous period's once.
+        ctes.append(f"m{key} AS {'MATERIALIZED ' if key == 'c' else ''}"
+                    f"({_member_months(session, source, params, key, start, end, facts_cte)})")
+        ctes.append(f"""f{key} AS MATERIALIZED (
+               SELECT m{key}.membership_id AS mid, MAX(m{key}.active) AS act,
+                      MAX(m{key}.gave) * MAX(m{key}.received) AS both_sides, MIN(m{key}.first_on) AS first_on,
+                      SUM(m{key}.given_minutes) AS given{flag_columns}
+               FROM m{key} GROUP BY m{key}.membership_id)""")
+        selects.append(f"SELECT '{key}', 'summary', 'active', SUM(f.act), SUM(f.both_sides) FROM f{key} f")
+        selects += [f"""SELECT '{key}', '{name}', COALESCE({expr}, '{NOT_STATED}'), SUM(f.given), SUM(f.act)
+        FROM f{key} f LEFT JOIN membership m ON m.id = f.mid GROUP BY COALESCE({expr}, '{NOT_STATED}')"""
+                    for name, expr in MEMBER_DIMENSIONS.items()]
+        selects += [f"SELECT '{key}', 'flag', '{bit}', SUM(CASE WHEN f.tags & {bit} <> 0 THEN 1 ELSE 0 END), 0 "
+                    f"FROM f{key} f" for bit in bits]
+        selects += [f"SELECT '{key}', 'category', '{bit}', SUM(CASE WHEN f.cats & {bit} <> 0 THEN 1 ELSE 0 END), 0 "
+                    f"FROM f{key} f" for bit in category_bits]
+        if key != "c":
+            continue
+        if len(periods) > 1:
+            selects.append("SELECT 'c', 'summary', 'retained', SUM(CASE WHEN f.act = 1 AND f.mid IN "
+                           "(SELECT fq.mid FROM fq WHERE fq.act = 1) THEN 1 ELSE 0 END), 0 FROM fc f")
+        new_member = f"m.joined_on BETWEEN :d0 AND :d1 AND {MEMBER_ROLES_SQL}"
+        selects.append(f"""SELECT 'c', 'summary', 'first',
+               AVG(CASE WHEN {new_member} THEN {_days_between(session, 'f.first_on', 'm.joined_on')} END),
+               SUM(CASE WHEN {new_member} THEN 1 ELSE 0 END)
+        FROM fc f JOIN membership m ON m.id = f.mid WHERE f.act = 1""")
+        if group_by == "month":  # one member-month row per member and month: sum the flags
+            selects.append("SELECT 'c', 'trend', CAST(mc.month AS VARCHAR(10)), SUM(mc.active), 0 FROM mc "
+                           "GROUP BY mc.month")
         else:
-            lists[section][str(label)] = int(n)
+            bucket = _month(session, "mc.month", group_by)
+            selects.append(f"SELECT 'c', 'trend', {bucket}, COUNT(DISTINCT CASE WHEN mc.active = 1 "
+                           f"THEN mc.membership_id END), 0 FROM mc GROUP BY {bucket}")
+    out = {key: {"summary": {}, "flag": {}, "category": {}, "trend": {}, **{name: {} for name in MEMBER_DIMENSIONS}}
+           for key, *_rest in periods}
+    sql = f"WITH {', '.join(raw_ctes + ctes)} " + " UNION ALL ".join(selects)
+    for key, section, label, n1, n2 in _run(session, sql, params):
+        cells = out[key][section]
+        if section == "summary":
+            cells[label] = (n1, n2)
+        elif section in ("flag", "category"):
+            cells[int(label)] = int(n1 or 0)
+        elif section == "trend":
+            label = str(label)[:7] if group_by == "month" else str(label)
+            cells[label] = cells.get(label, 0) + int(n1 or 0)
+        else:
+            cells[str(label)] = (int(n1 or 0), int(n2 or 0))
+    return out
+
+
+def _average(total: int, count: int):
+    """What PostgreSQL's AVG over `count` integers summing to `total` gives (numeric), or None for no rows."""
+    if not count:
+        return None
+    from decimal import Decimal, localcontext
+
+    with localcontext() as context:
+        context.prec = 28
+        return Decimal(total) / Decimal(count)
+
+
+def _assemble(session, params, source, hours, small_values, member, categories, *, details, start, end,
+              group_by) -> dict:
+    total = hours["total"].get("", [0, 0, 0, ""])
+    ctes, facts = _fact_source(source)
+    member_dims, flag_sums = {name: member[name] for name in MEMBER_DIMENSIONS}, member["flag"]
+    unknown = [(name, label) for name in SMALL_DIMENSIONS for label in small_values[name]
+               if (name, label) not in TAG_BITS]
+    # Sides with no member (an organisation providing) have no member-month row: their minutes are the rest of
+    # the total, shown as "not stated" like any side whose member has no ward, age band or gender.
+    organisation_minutes = int(total[0]) - sum(minutes for minutes, _people in member_dims["ward"].values())
+    if organisation_minutes:
+        for cells in member_dims.values():
+            minutes, people = cells.get(NOT_STATED, (0, 0))
+            cells[NOT_STATED] = (minutes + organisation_minutes, people)
+
+    # 3. From the fact rows: people by organisation (an open-ended list, grouped by id, then labelled) and by
+    # the categories that share a mask bit, organisations taking part, distinct partners per active member,
+    # and people per tag value outside the mask vocabulary. People by category (bit by bit) and with no
+    # organisation come from the member pass.
+    lists: dict[str, dict] = {"category": {}, "organisation": {}}
+    partners, unknown_people = None, {}
+    extra = ""
+    # Distinct counts: SQLite's COUNT(DISTINCT) per group is cheaper than de-duplicating first; PostgreSQL sorts
+    # for COUNT(DISTINCT) but hashes a DISTINCT subquery (about a fifth faster on the M bench).
+    hashed = _dialect(session) == "postgresql"
+    if details:
+        per_member = ("SELECT d.mid, COUNT(*) AS partners FROM (SELECT DISTINCT p.membership_id AS mid, "
+                      f"p.partner_key FROM {facts} AND p.active = 1 AND p.membership_id IS NOT NULL "
+                      "AND p.partner_key IS NOT NULL) d GROUP BY d.mid" if hashed else
+                      "SELECT p.membership_id + 0 AS mid, COUNT(DISTINCT p.partner_key) AS partners "
+                      f"FROM {facts} AND p.active = 1 AND p.membership_id IS NOT NULL GROUP BY p.membership_id + 0")
+        # Members whose every active side has no partner count with 0 partners (hashed form: added back).
+        extra += f"""
+        UNION ALL
+        SELECT 'partners', NULL, {'SUM(n.partners)' if hashed else 'AVG(n.partners)'} FROM ({per_member}) n"""
+    for k, (name, label) in enumerate(unknown):
+        params[f"u_{k}"] = label
+        extra += f"""
+        UNION ALL
+        SELECT 'tag', {k}, COUNT(DISTINCT p.membership_id) FROM {facts} AND p.active = 1
+          AND {DAILY_DIMENSIONS[name]} = :u_{k}"""
+    alone, shared = categories
+    if shared:  # categories sharing a mask bit: their people from the fact rows
+        ids = [int(i) for i in shared if i is not None]
+        where = " OR ".join(([f"p.category_id IN ({', '.join(map(str, ids))})"] if ids else [])
+                            + (["p.category_id IS NULL"] if None in shared else []))
+        extra += (f"\n        UNION ALL\n        SELECT 'category', p.category_id, COUNT(DISTINCT p.membership_id) "
+                  f"FROM {facts} AND p.active = 1 AND ({where}) GROUP BY p.category_id")
+    for section, key, n in _run(session, f"""
+        {'WITH ' + ctes.rstrip(', ') if ctes else ''}
+        SELECT 'organisation', p.organisation_id, COUNT(DISTINCT p.membership_id) FROM {facts} AND p.active = 1
+          AND p.organisation_id IS NOT NULL
+        GROUP BY p.organisation_id{extra}""", params):
+        if section == "partners":
+            partners = n
+            if hashed:  # the average over every active member, as AVG over the members would give
+                partners = _average(int(n or 0), int(member["summary"].get("active", (0, 0))[0] or 0))
+        elif section == "tag":
+            unknown_people[unknown[int(key)]] = int(n)
+        else:
+            lists[section][key] = int(n)
+    organisations = len(lists["organisation"])
+    for category_id, bit in alone.items():
+        lists["category"][category_id] = member["category"].get(bit, 0)
+    lists["category"] = _by_label(session, ctes, facts, params, "category", lists["category"])
+    no_organisation = any("" in e[4] for e in hours["organisation"].values())
+    lists["organisation"] = _by_label(session, ctes, facts, params, "organisation", lists["organisation"],
+                                      flag_sums.get(TAG_BITS[("organisation", "")], 0) if no_organisation else None)
 
     breakdowns: dict[str, list[dict]] = {}
     for name in DIMENSIONS:
@@ -166,18 +342,19 @@ def period_figures(session, timebank_ids, start: dt.date, end: dt.date, *, group
         elif name in lists:
             cells = {label: (entry[0], lists[name].get(label, 0)) for label, entry in hours[name].items()}
         else:
-            people = {label: flag_sums.get(f"f_{name}_{k}", 0) for k, label in enumerate(small_values[name])}
+            people = {label: (flag_sums.get(TAG_BITS[(name, label)], 0) if (name, label) in TAG_BITS
+                              else unknown_people.get((name, label), 0)) for label in small_values[name]}
             cells = {label: (entry[0], people.get(label, 0)) for label, entry in hours[name].items()}
         rows = [{"label": label, "minutes": minutes, "people": people}
                 for label, (minutes, people) in cells.items() if minutes != 0 or people > 0]
         breakdowns[name] = sorted(rows, key=lambda r: (-r["minutes"], r["label"]))
 
+    summary = member["summary"]
     active, both_sides = summary.get("active", (0, 0))
-    partners, retained = summary.get("partners", (None, 0))
+    retained, _zero = summary.get("retained", (0, 0))
     first_days, first_count = summary.get("first", (None, 0))
-    trend = []
-    for j, label in enumerate(buckets):
-        trend.append({"period": label, "members_active": flag_sums.get(f"t_{j}", 0)})
+    trend = [{"period": label, "members_active": member["trend"].get(label, 0)}
+             for label in _buckets(start, end, group_by)]
     return {
         "minutes": int(total[0]), "exchanges": int(total[1]), "members_active": int(active or 0),
         "members_gave_and_received": int(both_sides or 0), "organisations_taking_part": organisations,

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, Date, DateTime, ForeignKey, Index, Integer, SmallInteger, String, Text, UniqueConstraint
+from sqlalchemy import (BigInteger, Boolean, Date, DateTime, ForeignKey, Index, Integer, SmallInteger, String, Text,
+                        UniqueConstraint)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from timebank.extensions import db
@@ -92,6 +93,36 @@ class ImpactDaily(db.Model):
     events: Mapped[int] = mapped_column(Integer)
 
 
+
+class ImpactMemberMonth(db.Model):
+    """Roll-up of impact_fact per time bank, calendar month and member (sides with no member are left out).
+
+    What the person-level figures need, so a month-aligned period reads about one row per active member
+    per month instead of one per exchange side (the partial months at a period's edges are grouped from
+    impact_fact at read time, the same way): `active` (a delivery of a still-confirmed exchange), `gave` /
+    `received` (such a delivery on that side), `given_minutes` (provider-side minutes, signed), `first_on`
+    (first active day) and `tag_mask`, one bit per known tag value the member was active with
+    (queries.TAG_BITS; values outside that vocabulary are counted from impact_fact) and `category_mask` (bit
+    category id mod 62, queries.category_bit; categories sharing a bit are counted from impact_fact). Maintained with
+    impact_fact (rollups.py); month is the first day of the month.
+    """
+
+    __tablename__ = "impact_member_month"
+
+    timebank_id: Mapped[int] = mapped_column(ForeignKey("timebank.id"), primary_key=True)
+    month: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    membership_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    active: Mapped[int] = mapped_column(SmallInteger)
+    gave: Mapped[int] = mapped_column(SmallInteger)
+    received: Mapped[int] = mapped_column(SmallInteger)
+    given_minutes: Mapped[int] = mapped_column(Integer)
+    first_on: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    tag_mask: Mapped[int] = mapped_column(BigInteger)
+    category_mask: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+
 # Reports join exchanges to their transfers; the foundation has no index on exchange.transfer_id.
 from timebank.exchanges.models import Exchange  # noqa: E402
 
@@ -102,6 +133,8 @@ from timebank.ledger.models import Transfer  # noqa: E402
 
 Index("ix_transfer_timebank_kind_date", Transfer.timebank_id, Transfer.kind, Transfer.effective_date)
 
+from timebank.impact.queries import install_bit_or as _install_bit_or  # noqa: E402
 from timebank.impact.rollups import install as _install_rollup_hook  # noqa: E402
 
 _install_rollup_hook()
+_install_bit_or()

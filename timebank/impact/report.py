@@ -50,19 +50,19 @@ def _suppressed_breakdown(rows: list[dict], previous: list[dict] | None = None) 
 
 
 def build_report(timebanks: list[TimeBank], start: dt.date, end: dt.date, group_by: str = "month",
-                 source: str = "rollup") -> dict:
+                 source: str = "rollup", session=None) -> dict:
     """The figures for these time banks and period, with the previous period for comparison.
 
     People breakdowns are suppressed (see suppression.py); no person is ever named. `source="raw"`
     computes every figure from the raw exchange and transfer rows instead of the roll-up: the oracle
-    the roll-up is tested against.
+    the roll-up is tested against. `session`: read there (closing a period reads the primary, never a
+    replica that may lag); by default the reporting replica when configured (see db.reports_session).
     """
     ids = [tb.id for tb in timebanks]
     prev_start, prev_end = previous_period(start, end)
-    with reports_session() as session:
-        now = figures.period_figures(session, ids, start, end, group_by=group_by, source=source,
-                                     previous=(prev_start, prev_end))
-        before = figures.period_figures(session, ids, prev_start, prev_end, group_by=group_by, source=source)
+    with reports_session(session) as session:
+        now, before = figures.report_figures(session, ids, start, end, (prev_start, prev_end), group_by=group_by,
+                                             source=source)
         head = queries._headline(session, ids, start, end, now["minutes"], now["exchanges"],
                                  now["organisations_taking_part"], now["members_active"],
                                  now["members_gave_and_received"])

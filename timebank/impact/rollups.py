@@ -1,4 +1,4 @@
-"""Keeping the report roll-up (impact_fact) equal to what the raw rows say.
+"""Keeping the report roll-up (impact_fact, impact_daily, impact_member_month) equal to what the raw rows say.
 
 The roll-up holds, per exchange, the fact rows that queries.RAW_EVENTS_SQL derives from the exchange
 and its transfers. It changes when an exchange is written (confirmed, tags edited, status changed)
@@ -10,10 +10,13 @@ bulk path) bypass the hook: call `rebuild_rollups(session, timebank_id)` afterwa
 """
 from __future__ import annotations
 
+import datetime as dt
+
 from sqlalchemy import bindparam, event, inspect, text
 from sqlalchemy.orm import Session
 
-from timebank.impact.queries import DAILY_COLUMNS, FACT_COLUMNS, RAW_EVENTS_SQL, daily_from_facts_sql, raw_facts_sql
+from timebank.impact.queries import (DAILY_COLUMNS, FACT_COLUMNS, MEMBER_MONTH_COLUMNS, RAW_EVENTS_SQL,
+                                     daily_from_facts_sql, member_month_sql, raw_facts_sql)
 
 # Exchange columns the fact rows read: a change to any other column (a note, a timestamp) leaves them alone.
 _WATCHED = ("status", "transfer_id", "minutes", "kind", "timebank_id", "provider_membership_id",
@@ -22,6 +25,7 @@ _WATCHED = ("status", "transfer_id", "minutes", "kind", "timebank_id", "provider
 
 _INSERT = f"INSERT INTO impact_fact ({', '.join(FACT_COLUMNS)}) "
 _INSERT_DAILY = f"INSERT INTO impact_daily ({', '.join(DAILY_COLUMNS)}) "
+_INSERT_MEMBER_MONTH = f"INSERT INTO impact_member_month ({', '.join(MEMBER_MONTH_COLUMNS)}) "
 
 
 def _events_for(where_e: str) -> str:
@@ -29,30 +33,102 @@ def _events_for(where_e: str) -> str:
 
 
 def refresh_exchanges(connection, exchange_ids) -> None:
-    """Replace the fact rows of these exchanges with what their raw rows say now. Idempotent."""
+    """Replace the fact rows of these exchanges with what their raw rows say now, and move impact_daily by the
+    difference. Idempotent."""
     ids = sorted({int(i) for i in exchange_ids if i is not None})
-    days_sql = text("SELECT DISTINCT timebank_id, on_date FROM impact_fact WHERE exchange_id IN :ids").bindparams(
-        bindparam("ids", expanding=True))
-    days: set = set()
+    touched_sql = text("SELECT DISTINCT timebank_id, on_date, membership_id FROM impact_fact "
+                       "WHERE exchange_id IN :ids").bindparams(bindparam("ids", expanding=True))
+    touched: set = set()
+    delta: dict[tuple, list[int]] = {}
     for chunk in (ids[i:i + 500] for i in range(0, len(ids), 500)):
         params = {"ids": chunk}
-        days.update(tuple(r) for r in connection.execute(days_sql, params))
+        touched.update(tuple(r) for r in connection.execute(touched_sql, params))
+        for key, values in _daily_of(connection, chunk).items():
+            row = delta.setdefault(key, [0, 0, 0])
+            for i, value in enumerate(values):
+                row[i] -= value
         connection.execute(text("DELETE FROM impact_fact WHERE exchange_id IN :ids")
                            .bindparams(bindparam("ids", expanding=True)), params)
         connection.execute(text(
             _INSERT + f"WITH ev AS ({_events_for('e.id IN :ids')}) {raw_facts_sql('ev')}")
             .bindparams(bindparam("ids", expanding=True)), params)
-        days.update(tuple(r) for r in connection.execute(days_sql, params))
-    refresh_days(connection, days)
+        touched.update(tuple(r) for r in connection.execute(touched_sql, params))
+        for key, values in _daily_of(connection, chunk).items():
+            row = delta.setdefault(key, [0, 0, 0])
+            for i, value in enumerate(values):
+                row[i] += value
+    apply_daily_delta(connection, delta)
+    refresh_member_months(connection, {(tb, _month_of(on_date), member) for tb, on_date, member in touched
+                                       if member is not None})
 
 
-def refresh_days(connection, days) -> None:
-    """Regroup impact_daily for these (time bank, day) pairs from impact_fact."""
-    for timebank_id, on_date in sorted(days):
-        params = {"tb": timebank_id, "d": on_date}
-        connection.execute(text("DELETE FROM impact_daily WHERE timebank_id = :tb AND on_date = :d"), params)
-        connection.execute(text(_INSERT_DAILY + daily_from_facts_sql(
-            "impact_fact", "p.timebank_id = :tb AND p.on_date = :d")), params)
+_DAILY_OF = text(daily_from_facts_sql("impact_fact", "p.exchange_id IN :ids")).bindparams(
+    bindparam("ids", expanding=True))
+
+
+def _daily_of(connection, ids) -> dict[tuple, tuple[int, int, int]]:
+    """What these exchanges' fact rows add to impact_daily, by (time bank, day, dimension, value)."""
+    return {tuple(r[:4]): (int(r[4]), int(r[5]), int(r[6])) for r in connection.execute(_DAILY_OF, {"ids": ids})}
+
+
+_UPSERT_DAILY = text(
+    _INSERT_DAILY + "VALUES (:timebank_id, :on_date, :dimension, :value, :minutes, :exchanges, :events) "
+    "ON CONFLICT (timebank_id, on_date, dimension, value) DO UPDATE SET "
+    "minutes = impact_daily.minutes + excluded.minutes, exchanges = impact_daily.exchanges + excluded.exchanges, "
+    "events = impact_daily.events + excluded.events")
+_DROP_EMPTY_DAILY = text("DELETE FROM impact_daily WHERE timebank_id = :timebank_id AND on_date = :on_date "
+                         "AND dimension = :dimension AND value = :value AND events = 0")
+
+
+def apply_daily_delta(connection, delta: dict[tuple, list[int]]) -> None:
+    """Add a difference to impact_daily, row by row, and drop rows left with no events.
+
+    An upsert touches only the rows that change, so writers on the same day do not regroup the whole day,
+    and two of them adding to the same row one after the other both count (on PostgreSQL the second waits
+    for the first's row; SQLite lets one writer in at a time). Keys go in sorted order, so two writers
+    lock shared rows in the same order.
+    """
+    rows = [dict(zip(DAILY_COLUMNS, (*key, *values))) for key, values in sorted(delta.items(), key=lambda kv: tuple(
+        str(part) for part in kv[0])) if any(values)]
+    if not rows:
+        return
+    connection.execute(_UPSERT_DAILY, rows)
+    emptied = [row for row in rows if row["events"] < 0]
+    if emptied:
+        connection.execute(_DROP_EMPTY_DAILY, emptied)
+
+
+def _month_of(on_date) -> dt.date:
+    """The first day of the month of a date (SQLite hands dates back as text from a text() query)."""
+    day = on_date if isinstance(on_date, dt.date) else dt.date.fromisoformat(str(on_date)[:10])
+    return day.replace(day=1)
+
+
+def _month_end(month: dt.date) -> dt.date:
+    return (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
+
+
+def refresh_member_months(connection, keys) -> None:
+    """Regroup impact_member_month for these (time bank, first day of month, membership) keys from impact_fact."""
+    members: dict[tuple, set] = {}
+    for timebank_id, month, membership_id in keys:
+        members.setdefault((timebank_id, month), set()).add(int(membership_id))
+    dialect = connection.dialect.name
+    for (timebank_id, month), ids in sorted(members.items()):
+        params = {"tb": timebank_id, "m": month, "m1": _month_end(month), "ids": sorted(ids)}
+        if dialect == "postgresql":
+            # Two transactions regrouping the same member-month (a re-tag while the member confirms) would
+            # both insert its row: the second waits here until the first commits, then sees its rows.
+            # SQLite lets one writer in at a time.
+            connection.execute(text(
+                "SELECT pg_advisory_xact_lock(hashtextextended('impact_member_month:' || CAST(:tb AS text) || ':' "
+                "|| CAST(:m AS text) || ':' || CAST(m AS text), 0)) FROM unnest(CAST(:ids AS integer[])) AS m "
+                "ORDER BY m"), params)
+        connection.execute(text("DELETE FROM impact_member_month WHERE timebank_id = :tb AND month = :m "
+                                "AND membership_id IN :ids").bindparams(bindparam("ids", expanding=True)), params)
+        connection.execute(text(_INSERT_MEMBER_MONTH + member_month_sql(
+            dialect, "impact_fact", "p.timebank_id = :tb AND p.on_date BETWEEN :m AND :m1 AND p.membership_id IN :ids"))
+            .bindparams(bindparam("ids", expanding=True)), params)
 
 
 def rebuild_rollups(session, timebank_id: int | None = None) -> int:
@@ -72,12 +148,16 @@ def rebuild_rollups(session, timebank_id: int | None = None) -> int:
                                                           " WHERE timebank_id = :tb")), params)
     connection.execute(text(_INSERT_DAILY + daily_from_facts_sql(
         "impact_fact", "1 = 1" if timebank_id is None else "p.timebank_id = :tb")), params)
+    connection.execute(text("DELETE FROM impact_member_month" + ("" if timebank_id is None else
+                                                                 " WHERE timebank_id = :tb")), params)
+    connection.execute(text(_INSERT_MEMBER_MONTH + member_month_sql(
+        connection.dialect.name, "impact_fact", "1 = 1" if timebank_id is None else "p.timebank_id = :tb")), params)
     count = connection.execute(text("SELECT COUNT(*) FROM impact_fact" + ("" if timebank_id is None else
                                                                           " WHERE timebank_id = :tb")),
                                params).scalar_one()
-    if connection.dialect.name == "postgresql":
-        connection.execute(text("ANALYZE impact_fact"))
-        connection.execute(text("ANALYZE impact_daily"))
+    # Fresh statistics for the planner after a bulk load (both dialects accept ANALYZE of one table).
+    for table in ("impact_fact", "impact_daily", "impact_member_month"):
+        connection.execute(text(f"ANALYZE {table}"))
     return int(count)
 
 

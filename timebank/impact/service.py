@@ -40,7 +40,8 @@ def close_period(session, *, timebank: TimeBank, start: dt.date, end: dt.date,
     check_period(start, end)
     if closed_period_for(session, timebank.id, start, end) is not None:
         raise PeriodAlreadyClosed(f"{start} to {end} is already closed for {timebank.name}.")
-    report = build_report([timebank], start, end)
+    # Frozen figures must include every write committed so far: read the primary, never the replica.
+    report = build_report([timebank], start, end, session=session)
     body = canonical_json(report)
     row = ClosedPeriod(timebank_id=timebank.id, period_start=start, period_end=end, report_json=body,
                        content_hash=content_hash(body), closed_by_user_id=closed_by_user_id)
