@@ -73,6 +73,10 @@ class Config:
     OPENAPI_URL_PREFIX = "/api/v1"
     OPENAPI_JSON_PATH = "openapi.json"
     API_TOKEN_TTL_HOURS = int(os.environ.get("API_TOKEN_TTL_HOURS", "24"))
+    # Notification emails go through an outbox; `flask notifications send` (cron) delivers them. With
+    # MAIL_SEND_AFTER_COMMIT=1 a request that wrote emails also tries to send them right after its commit.
+    MAIL_SEND_AFTER_COMMIT = os.environ.get("MAIL_SEND_AFTER_COMMIT", "0") == "1"
+    MAIL_MAX_ATTEMPTS = int(os.environ.get("MAIL_MAX_ATTEMPTS", "8"))
     SQLITE_BUSY_TIMEOUT_MS = int(os.environ.get("SQLITE_BUSY_TIMEOUT_MS", "15000"))
     # Behind N trusted reverse proxies, take the client address, scheme and host from their X-Forwarded-* headers
     # (0: ignore those headers, which anyone could send when the app is reached directly).

@@ -95,6 +95,7 @@ def register_request_hooks(app: Flask) -> None:
     @app.after_request
     def _commit_once(response):
         """One transaction per request: commit what succeeded, roll back anything else."""
+        emails_written = db.session.info.pop("outbox_written", False)
         if response.status_code >= 400:
             db.session.rollback()
             return response
@@ -103,11 +104,27 @@ def register_request_hooks(app: Flask) -> None:
         except Exception as exc:  # a failed commit must not look like success
             db.session.rollback()
             return handle_exception(exc)
+        if emails_written and app.config.get("MAIL_SEND_AFTER_COMMIT"):
+            _send_after_commit()
         return response
+
+    def _send_after_commit():
+        """Optional: try the outbox now that the change is committed; cron's `notifications send` is the
+        guarantee, so any trouble here is logged and left to it."""
+        from timebank.exchanges.outbox import deliver
+
+        try:
+            deliver(db.session, app.config, limit=20)
+        except Exception:  # noqa: BLE001  the answer is already decided; the rows stay pending
+            db.session.rollback()
+            logging.getLogger("timebank.email").warning("after-commit email delivery failed; left for the "
+                                                        "sender job", exc_info=True)
 
     @app.after_request
     def _security_headers(response):
         headers = response.headers
+        if response.status_code == 503:  # every "try again later" says when (RFC 9110 10.2.3)
+            headers.setdefault("Retry-After", str(app.config.get("RETRY_AFTER_SECONDS", 30)))
         headers.setdefault("Content-Security-Policy",
                            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
                            "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'")

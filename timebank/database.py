@@ -25,6 +25,17 @@ def read_only_transactions():
         _begin_mode.reset(token)
 
 
+@contextlib.contextmanager
+def write_transactions():
+    """Within this block, SQLite transactions begin IMMEDIATE (take the write lock first), whatever the request
+    said: a job that reads then writes (claiming outbox rows) must not read rows another writer is changing."""
+    token = _begin_mode.set("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        _begin_mode.reset(token)
+
+
 def set_read_only(flag: bool) -> None:
     _begin_mode.set("BEGIN" if flag else "BEGIN IMMEDIATE")
 

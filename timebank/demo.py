@@ -194,6 +194,7 @@ class ServiceWriter:
         event.listen(Session, "before_flush", self._stamp_new)
         # The ledger writes transfers without the unit of work, so it asks the session for the time instead.
         session.info["clock"] = lambda: self.now
+        session.info["emails"] = False  # seeded people are not real: no outbox rows (the bulk path writes none)
 
     def _stamp_new(self, session, _context, _instances):
         for obj in session.new:
@@ -266,6 +267,7 @@ class ServiceWriter:
         self.session.flush()
         event.remove(Session, "before_flush", self._stamp_new)
         self.session.info.pop("clock", None)
+        self.session.info.pop("emails", None)
 
 
 class Builder:

@@ -145,13 +145,31 @@ def test_notification_preferences_turn_off_in_app(client, make_person, login, se
     assert unread_count(session, alice_u.id) == 0
 
 
-def test_email_is_a_log_line_without_smtp(make_person, session, caplog):
+def test_email_is_a_log_line_without_smtp_naming_no_one(app, make_person, session, caplog):
+    """Without SMTP the email is a log line (development) that names the outbox row and template only: no
+    address, no message text (personal data stays out of the logs)."""
+    import re
+
+    from timebank.exchanges.models import EmailOutbox
+    from timebank.exchanges.outbox import deliver
+
     alice_u, alice = make_person()
     bob_u, bob = make_person()
-    with caplog.at_level("INFO", logger="timebank.email"):
-        service.log_exchange(session, user=alice_u, provider_id=alice.id, recipient_id=bob.id, minutes=30,
-                             happened_on=dt.date.today())
-    assert any(bob_u.email in r.getMessage() and "SMTP not configured" in r.getMessage() for r in caplog.records)
+    with caplog.at_level("DEBUG"):
+        exchange = service.log_exchange(session, user=alice_u, provider_id=alice.id, recipient_id=bob.id,
+                                        minutes=30, happened_on=dt.date.today(), description="Fixed Bob's gate")
+        assert not [r for r in caplog.records if r.name == "timebank.email"]  # written to the outbox, not sent
+        row = session.scalar(select(EmailOutbox).where(EmailOutbox.user_id == bob_u.id))
+        assert (row.kind, row.status) == ("exchange_to_confirm", "pending")
+        result = deliver(session, app.config)
+    assert result.sent == [row.id]
+    lines = [r.getMessage() for r in caplog.records if r.name == "timebank.email"]
+    assert lines == [f"email outbox={row.id} template=exchange_to_confirm not sent: SMTP not configured "
+                     "(development)"]
+    everything = caplog.text + "\n".join(r.getMessage() for r in caplog.records)
+    assert bob_u.email not in everything and alice_u.email not in everything
+    assert not re.search(r"[\w.+-]+@[\w-]+\.[\w.]+", everything), "an email address reached the logs"
+    assert "gate" not in everything and str(exchange.minutes) + " minutes" not in everything
 
 
 def test_pages_need_login(client):

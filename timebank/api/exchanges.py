@@ -14,6 +14,7 @@ from timebank.exchanges import policy, service
 from timebank.exchanges.models import Exchange, GroupActivity
 from timebank.exchanges.queries import pot_summary
 from timebank.extensions import db
+from timebank.matching import service as matching
 
 blp = Blueprint("exchanges_api", __name__, url_prefix="/api/v1", description="Exchanges, group activities, the pot")
 BEARER = [{"bearerAuth": []}]
@@ -40,6 +41,9 @@ class ExchangeIn(WriteIn):
     description = fields.String(load_default="", validate=validate.Length(max=2000))
     category_id = fields.Integer(allow_none=True, strict=True)
     tags = fields.Nested(TagsIn, load_default=None)
+    match_id = fields.Integer(load_default=None, allow_none=True, strict=True, metadata={
+        "description": "the accepted or done match whose hours this logs: the match moves to logged (same as "
+                       "POST /matches/{id}/log)"})
 
 
 class ExchangeOut(Schema):
@@ -243,8 +247,12 @@ def create_exchange(body):
                      provider_organisation_id=sides["provider_organisation_id"],
                      recipient_organisation_id=sides["recipient_organisation_id"])
     if not policy.sides_of(db.session, user, probe) and policy.can_record(db.session, user, probe.timebank_id):
-        return service.record_exchange(db.session, user=user, **sides, **kwargs)
-    return service.log_exchange(db.session, user=user, **sides, **kwargs)
+        exchange = service.record_exchange(db.session, user=user, **sides, **kwargs)
+    else:
+        exchange = service.log_exchange(db.session, user=user, **sides, **kwargs)
+    if body.get("match_id") is not None:
+        matching.link_exchange(db.session, matching.get_match(db.session, body["match_id"]), exchange)
+    return exchange
 
 
 @blp.route("/exchanges", methods=["GET"])

@@ -139,3 +139,37 @@ class NotificationPreference(db.Model):
     kind: Mapped[str] = mapped_column(String(40), primary_key=True)
     in_app: Mapped[bool] = mapped_column(Boolean, default=True)
     email: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+OUTBOX_STATUSES = ("pending", "sent", "failed", "skipped")
+
+
+class EmailOutbox(db.Model):
+    """An email waiting to be sent: written in the same transaction as the change it tells about (a
+    transactional outbox), delivered after commit by `flask notifications send`. Rolled back with the
+    request, so a refused change mails nobody; kept until sent, so a failed send is retried, not lost.
+
+    The address is not copied here: delivery reads it from the user row (so an erased member gets nothing).
+    `attempts` counts claims; a claimed row's next_attempt_at is pushed past the lease, so another sender
+    skips it until the lease runs out (then it is retried: delivery is at least once).
+    """
+
+    __tablename__ = "email_outbox"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user.id"))
+    kind: Mapped[str] = mapped_column(String(40))
+    subject: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(10), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+    __table_args__ = (
+        CheckConstraint("status IN ('pending','sent','failed','skipped')", name="status_known"),
+        CheckConstraint("attempts >= 0", name="attempts_not_negative"),
+        Index("ix_email_outbox_status_due", "status", "next_attempt_at"),
+    )

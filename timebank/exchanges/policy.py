@@ -1,17 +1,19 @@
 """Who may do what with exchanges, group activities and the pot. One place, tested as a matrix.
 
 Every function takes the session, the acting user and the object, and answers
-True or False; `require` turns a False into a Forbidden the caller can show.
+True or False; `require` turns a False into a Forbidden the caller can show. Role questions (is this
+person a broker here?) go to the one rule set, timebank/community/permissions.py; what is left here is
+about the exchange itself (which side the user acts for, its status).
 """
 from __future__ import annotations
 
 from sqlalchemy import select
 
+from timebank.community import permissions
 from timebank.community.models import Membership, OrganisationRepresentative
 from timebank.exchanges.errors import NotAllowed
 
 ACCOUNT_ROLES = ("member", "broker", "admin")
-BROKER_ROLES = ("broker", "admin")
 
 
 def active_membership(session, user, timebank_id: int) -> Membership | None:
@@ -23,8 +25,8 @@ def active_membership(session, user, timebank_id: int) -> Membership | None:
 
 
 def is_broker(session, user, timebank_id: int) -> bool:
-    membership = active_membership(session, user, timebank_id)
-    return membership is not None and membership.role in BROKER_ROLES
+    """May record, settle and correct exchanges for others: the one rule set's `exchange.record_for_others`."""
+    return permissions.can(user, "exchange.record_for_others", timebank_id=timebank_id)
 
 
 def represents(session, user, organisation_id: int | None) -> bool:

@@ -27,7 +27,7 @@ from timebank.exchanges.errors import (BelowFloor, CsvInvalid, ExchangeNotConfir
 from timebank.ledger.service import post_transfer, reverse_transfer, system_account
 from timebank.exchanges.models import (COPRODUCTION_SUBTYPES, COPRODUCTION_TYPES, OUTCOME_AREAS, Exchange,
                                        GroupActivity, utcnow)
-from timebank.exchanges.notifications import notify
+from timebank.exchanges.notifications import notify, notify_all
 from timebank.ledger.models import Account
 
 log = logging.getLogger("timebank.exchanges")
@@ -191,8 +191,14 @@ def _kind(provider: Side, recipient: Side) -> str:
     return ("p2p", "p2a", "a2a")[orgs]
 
 
-def get_exchange(session, exchange_id: int) -> Exchange:
-    exchange = session.get(Exchange, exchange_id)
+def get_exchange(session, exchange_id: int, *, for_update: bool = False) -> Exchange:
+    """The exchange, or ExchangeNotFound. `for_update`: lock its row until the transaction ends and read its
+    current status (PostgreSQL; SQLite's BEGIN IMMEDIATE already serialises writers), so a member's confirm
+    and the auto-confirm job cannot both post it."""
+    if for_update:
+        exchange = session.get(Exchange, exchange_id, with_for_update=True, populate_existing=True)
+    else:
+        exchange = session.get(Exchange, exchange_id)
     if exchange is None:
         raise ExchangeNotFound(f"There is no exchange {exchange_id}.")
     return exchange
@@ -229,10 +235,9 @@ def _post(session, exchange: Exchange, *, recorded_by_user_id: int | None, today
 
 
 def _notify_sides(session, exchange: Exchange, kind: str, message: str, *, skip_user_id: int | None = None):
-    for which in ("provider", "recipient"):
-        for user_id in side_of(session, exchange, which).user_ids:
-            if user_id != skip_user_id:
-                notify(session, user_id, kind, message, timebank_id=exchange.timebank_id, exchange_id=exchange.id)
+    users = [u for which in ("provider", "recipient") for u in side_of(session, exchange, which).user_ids]
+    notify_all(session, [(user_id, kind, message, exchange.timebank_id, exchange.id)
+                         for user_id in users if user_id != skip_user_id])
 
 
 def describe(session, exchange: Exchange) -> str:
@@ -303,15 +308,14 @@ def log_exchange(session, *, user: User, provider_id=None, recipient_id=None, pr
                       skip_user_id=user.id)
     else:
         other = "provider" if logged_for == "recipient" else "recipient"
-        for user_id in side_of(session, exchange, other).user_ids:
-            notify(session, user_id, "exchange_to_confirm",
-                   f"Please confirm: {describe(session, exchange)}.", timebank_id=exchange.timebank_id,
-                   exchange_id=exchange.id)
+        message = f"Please confirm: {describe(session, exchange)}."
+        notify_all(session, [(user_id, "exchange_to_confirm", message, exchange.timebank_id, exchange.id)
+                             for user_id in side_of(session, exchange, other).user_ids])
     return exchange
 
 
 def confirm_exchange(session, exchange_id: int, *, user: User) -> Exchange:
-    exchange = get_exchange(session, exchange_id)
+    exchange = get_exchange(session, exchange_id, for_update=True)
     if exchange.status != "pending":
         raise ExchangeNotPending(f"This exchange is {exchange.status}, so it cannot be confirmed now.")
     policy.require(policy.can_confirm(session, user, exchange),
@@ -323,7 +327,7 @@ def confirm_exchange(session, exchange_id: int, *, user: User) -> Exchange:
 
 
 def dispute_exchange(session, exchange_id: int, *, user: User, reason: str) -> Exchange:
-    exchange = get_exchange(session, exchange_id)
+    exchange = get_exchange(session, exchange_id, for_update=True)
     if exchange.status != "pending":
         raise ExchangeNotPending(f"This exchange is {exchange.status}, so it cannot be disputed now.")
     policy.require(policy.can_dispute(session, user, exchange),
@@ -342,7 +346,7 @@ def dispute_exchange(session, exchange_id: int, *, user: User, reason: str) -> E
 
 
 def cancel_exchange(session, exchange_id: int, *, user: User) -> Exchange:
-    exchange = get_exchange(session, exchange_id)
+    exchange = get_exchange(session, exchange_id, for_update=True)
     if exchange.status != "pending":
         raise ExchangeNotPending(f"This exchange is {exchange.status}, so it cannot be cancelled now.")
     policy.require(policy.can_cancel(session, user, exchange), "Only the person who logged it can cancel it.")
@@ -356,7 +360,7 @@ def cancel_exchange(session, exchange_id: int, *, user: User) -> Exchange:
 def resolve_dispute(session, exchange_id: int, *, user: User, action: str, reason: str = "",
                     replacement: dict | None = None, today: dt.date | None = None) -> Exchange:
     """A broker settles a dispute: confirm it, cancel it, or replace it with a corrected exchange (posted)."""
-    exchange = get_exchange(session, exchange_id)
+    exchange = get_exchange(session, exchange_id, for_update=True)
     policy.require(policy.can_resolve(session, user, exchange.timebank_id), "Only a broker can settle disputes.")
     if exchange.status != "disputed":
         raise ExchangeNotDisputed("This exchange is not disputed.")
@@ -434,7 +438,7 @@ def record_exchange(session, *, user: User, provider_id=None, recipient_id=None,
 def correct_exchange(session, exchange_id: int, *, user: User, reason: str, replacement: dict | None = None,
                      today: dt.date | None = None) -> tuple[Exchange, Exchange | None]:
     """A broker reverses a confirmed exchange's transfer and, if given, records the corrected one."""
-    exchange = get_exchange(session, exchange_id)
+    exchange = get_exchange(session, exchange_id, for_update=True)
     policy.require(policy.can_correct(session, user, exchange.timebank_id),
                    "Only a broker can correct a confirmed exchange.")
     if exchange.status != "confirmed":
@@ -520,28 +524,46 @@ def charge_member(session, *, user: User, organisation_id: int, membership_id: i
 
 # --- auto-confirm ------------------------------------------------------------------------------------------------
 
-def auto_confirm(session, today: dt.date | None = None) -> list[int]:
-    """Confirm pending exchanges logged at least the time bank's auto_confirm_days ago. Safe to repeat."""
-    today = today or dt.date.today()
-    confirmed = []
-    rows = session.execute(select(Exchange, TimeBank.auto_confirm_days).join(TimeBank,
-                                                                            TimeBank.id == Exchange.timebank_id)
+def due_for_auto_confirm(session, today: dt.date) -> list[tuple[int, int]]:
+    """(exchange id, waiting days) of pending exchanges logged at least their time bank's auto_confirm_days ago."""
+    rows = session.execute(select(Exchange.id, Exchange.created_at, TimeBank.auto_confirm_days)
+                           .join(TimeBank, TimeBank.id == Exchange.timebank_id)
                            .where(Exchange.status == "pending").order_by(Exchange.id)).all()
-    for exchange, days in rows:
-        if exchange.created_at.date() + dt.timedelta(days=days) > today:
-            continue
-        try:
-            with session.begin_nested():
-                _post(session, exchange, recorded_by_user_id=None)
-                exchange.auto_confirmed = True
-                session.flush()
-        except DomainError as exc:  # e.g. the payer is now below the limit: leave it for a broker
-            log.warning("auto-confirm skipped exchange %s: %s", exchange.id, exc.message)
-            continue
-        confirmed.append(exchange.id)
-        _notify_sides(session, exchange, "exchange_auto_confirmed",
-                      f"Confirmed automatically after {days} days: {describe(session, exchange)}.")
-    return confirmed
+    return [(exchange_id, days) for exchange_id, created_at, days in rows
+            if created_at.date() + dt.timedelta(days=days) <= today]
+
+
+def auto_confirm_one(session, exchange_id: int, days: int) -> bool:
+    """Confirm this exchange if it is still pending and nobody else holds it. True when it was confirmed.
+
+    Claims the row first (PostgreSQL SELECT ... FOR UPDATE SKIP LOCKED: a row another run or a member's
+    confirm holds is skipped, it is theirs) and reads its status after locking, so concurrent runs and a
+    member confirming or disputing at the same moment never post it twice. Flushes, never commits.
+    """
+    exchange = session.scalar(select(Exchange).where(Exchange.id == exchange_id, Exchange.status == "pending")
+                              .with_for_update(skip_locked=True).execution_options(populate_existing=True))
+    if exchange is None:  # confirmed, disputed or cancelled meanwhile, or another run holds it
+        return False
+    try:  # the lock is taken outside the savepoint, so it stays held if the post is refused
+        with session.begin_nested():
+            _post(session, exchange, recorded_by_user_id=None)
+            exchange.auto_confirmed = True
+            session.flush()
+    except DomainError as exc:  # e.g. the payer is now below the limit: leave it for a broker
+        log.warning("auto-confirm skipped exchange %s: %s", exchange.id, exc.message)
+        return False
+    _notify_sides(session, exchange, "exchange_auto_confirmed",
+                  f"Confirmed automatically after {days} days: {describe(session, exchange)}.")
+    return True
+
+
+def auto_confirm(session, today: dt.date | None = None) -> list[int]:
+    """Confirm every due pending exchange in the caller's transaction (see auto_confirm_one). Safe to repeat.
+    The CLI instead commits after each exchange (`exchanges.cli.run_auto_confirm`), so two runs at once never
+    hold locks on many rows for long."""
+    today = today or dt.date.today()
+    return [exchange_id for exchange_id, days in due_for_auto_confirm(session, today)
+            if auto_confirm_one(session, exchange_id, days)]
 
 
 # --- group activities --------------------------------------------------------------------------------------------
@@ -567,6 +589,9 @@ def record_group_activity(session, *, user: User, organisation_id: int, title: s
     check_date(happened_on, timebank, today)
     org_side = Side(organisation=organisation)
     check_side_active(org_side, timebank)
+    # One query for every participant (resolve_side then finds them in the session), not one each.
+    wanted = [m for m, _ in participants if isinstance(m, int) and not isinstance(m, bool)]
+    loaded = list(session.scalars(select(Membership).where(Membership.id.in_(wanted)))) if wanted else []  # noqa: F841
     seen, sides = set(), []
     for membership_id, minutes in participants:
         if membership_id in seen:
@@ -601,10 +626,9 @@ def record_group_activity(session, *, user: User, organisation_id: int, title: s
     session.flush()
     log_audit(session, "group_activity.recorded", actor_user_id=user.id, timebank_id=timebank.id,
               target_type="group_activity", target_id=activity.id, participants=len(sides), minutes=total)
-    for side, minutes in sides:
-        notify(session, side.membership.user_id, "exchange_recorded",
-               f"{organisation.name} credited you {hours_text(minutes)} for {activity.title}.",
-               timebank_id=timebank.id)
+    notify_all(session, [(side.membership.user_id, "exchange_recorded",
+                          f"{organisation.name} credited you {hours_text(minutes)} for {activity.title}.",
+                          timebank.id, None) for side, minutes in sides])
     return activity
 
 
@@ -770,6 +794,8 @@ def donate_to_pot(session, *, user: User, timebank_id: int, minutes: int, note: 
 def grant_from_pot(session, *, user: User, membership_id: int, minutes: int, reason: str,
                    today: dt.date | None = None):
     """A broker gives hours from the pot to a member who needs help and cannot earn it."""
+    if membership_id is None:
+        raise ValidationFailed("Choose the member to grant hours to.", errors={"membership_id": ["Required."]})
     membership = session.get(Membership, membership_id)
     if membership is None:
         raise ExchangeRuleBroken("There is no such member.", code="unknown_member", status=404)
