@@ -180,13 +180,7 @@ def test_profile_saves_skills_availability_and_demographics_only_with_consent(cl
 
 
 def test_approval_with_welcome_hours_from_issuance(client, world, session, api_headers):
-    """Needs the ledger's post_transfer (ledger branch); skipped until it is merged."""
-    from timebank.ledger import service as ledger_service
-
-    if not hasattr(ledger_service, "post_transfer"):
-        import pytest
-
-        pytest.skip("welcome hours need timebank.ledger.service.post_transfer (ledger branch, not merged here)")
+    """Welcome hours come from the time bank's issuance account through the ledger."""
     from timebank.community.service import apply_to_join
     from timebank.ledger.service import system_account
 
@@ -203,21 +197,3 @@ def test_approval_with_welcome_hours_from_issuance(client, world, session, api_h
     assert system_account(session, world.timebank.id, "issuance").balance_minutes == issuance_before - 120
 
 
-def test_welcome_hours_without_ledger_support_refuse_cleanly(client, world, session, api_headers):
-    from timebank.ledger import service as ledger_service
-
-    if hasattr(ledger_service, "post_transfer"):
-        import pytest
-
-        pytest.skip("post_transfer is present: covered by the welcome-hours test")
-    from timebank.community.service import apply_to_join
-
-    application = apply_to_join(session, timebank=world.timebank, email="wes@example.test", display_name="Wes",
-                                password="a-long-password")
-    session.commit()
-    response = client.post(f"/api/v1/applications/{application.id}/approve",
-                           headers=api_headers(world.broker, **{"Idempotency-Key": "w1"}),
-                           json={"welcome_minutes": 120})
-    assert response.status_code == 422 and "welcome_minutes" in response.get_json()["errors"]
-    session.expire_all()
-    assert session.get(Membership, application.id).status == "pending"  # nothing half-done

@@ -34,6 +34,7 @@ MATRIX = {
     ("timebank.settings", "tb"): {"admin"},
     ("roles.manage", "other"): {"admin"},
     ("audit.read", "tb"): {"admin"},
+    ("reports.close_period", "tb"): {"admin"},
     ("person.erase", "other"): {"admin"},
 }
 

@@ -69,10 +69,16 @@ def issue_token(session, user: User, ttl_hours: int = 24) -> tuple[str, ApiToken
 
 
 def user_for_token(session, token: str) -> User | None:
-    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == _token_hash(token)))
-    if row is None or row.revoked_at is not None or row.expires_at <= utcnow():
+    """The user a bearer token stands for, or None (unknown, revoked or expired). One query, on every API call."""
+    found = session.execute(select(ApiToken.revoked_at, ApiToken.expires_at, User)
+                            .join(User, User.id == ApiToken.user_id)
+                            .where(ApiToken.token_hash == _token_hash(token))).first()
+    if found is None:
         return None
-    return row.user if row.user.is_active else None
+    revoked_at, expires_at, user = found
+    if revoked_at is not None or expires_at <= utcnow():
+        return None
+    return user if user.is_active else None
 
 
 def revoke_token(session, token: str) -> bool:

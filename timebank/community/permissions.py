@@ -23,7 +23,7 @@ ROLE_ACTIONS: dict[str, frozenset[str]] = {
 }
 # An admin manages settings and roles and may do everything a broker may.
 ROLE_ACTIONS["admin"] = ROLE_ACTIONS["broker"] | frozenset({
-    "timebank.settings", "roles.manage", "audit.read", "person.erase"})
+    "timebank.settings", "roles.manage", "audit.read", "person.erase", "reports.close_period"})
 
 # Actions on one's own things: allowed to any active membership when the target is the caller's own.
 SELF_ACTIONS = frozenset({"profile.read_own", "profile.edit_own", "data.export_own", "ledger.read_account"})
