@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from playwright.sync_api import expect
+
 
 PASSWORD = "browser-pass-123"
 
@@ -52,7 +54,7 @@ def test_member_logs_hours_and_the_other_confirms(browser_page, browser_login, c
     login_as(page, browser_login, "alice")
     page.get_by_role("link", name="My dashboard").click()
     check_accessibility(page)
-    assert page.locator("#balance").inner_text() == "0 hours"
+    expect(page.locator("#balance")).to_have_text("0 hours")
     page.get_by_role("link", name="Log hours").first.click()
     check_accessibility(page)
     page.get_by_label("I helped someone").check()
@@ -61,28 +63,28 @@ def test_member_logs_hours_and_the_other_confirms(browser_page, browser_login, c
     page.locator("#minutes").fill("30")
     page.get_by_label("What was done").fill("Weeded the allotment")
     page.get_by_role("button", name="Log hours").click()
-    assert page.get_by_text("We have asked the other member to confirm it").is_visible()
-    assert page.locator("#status").inner_text() == "Waiting for confirmation"
+    expect(page.get_by_text("We have asked the other member to confirm it")).to_be_visible()
+    expect(page.locator("#status")).to_have_text("Waiting for confirmation")
     check_accessibility(page)
 
     login_as(page, browser_login, "carol")
-    assert page.locator(".badge").inner_text() == "1"
+    expect(page.locator(".badge")).to_have_text("1")
     page.get_by_role("link", name="My dashboard").click()
     check_accessibility(page)
     page.get_by_role("link", name="Confirm or dispute").click()
     check_accessibility(page)
     page.get_by_role("button", name="Confirm").click()
-    assert page.get_by_text("Confirmed. The hours have moved.").is_visible()
+    expect(page.get_by_text("Confirmed. The hours have moved.")).to_be_visible()
     page.get_by_role("link", name="My dashboard").click()
-    assert page.locator("#balance").inner_text() == "-1 hour 30 minutes"
-    assert page.get_by_text("Nothing is waiting for you.").is_visible()
+    expect(page.locator("#balance")).to_have_text("-1 hour 30 minutes")
+    expect(page.get_by_text("Nothing is waiting for you.")).to_be_visible()
     page.locator(".notifications-link").click()
-    assert page.get_by_text("Please confirm: Alice Allen helped Carol Cole").is_visible()
+    expect(page.get_by_text("Please confirm: Alice Allen helped Carol Cole")).to_be_visible()
     check_accessibility(page)
 
     login_as(page, browser_login, "alice")
     page.get_by_role("link", name="My dashboard").click()
-    assert page.locator("#balance").inner_text() == "1 hour 30 minutes"
+    expect(page.locator("#balance")).to_have_text("1 hour 30 minutes")
 
 
 def test_member_disputes_broker_settles_and_retags(browser_page, browser_login, check_accessibility, bank):
@@ -92,22 +94,22 @@ def test_member_disputes_broker_settles_and_retags(browser_page, browser_login, 
     check_accessibility(page)
     page.get_by_label("What is wrong?").fill("It was one hour, not two")
     page.get_by_role("button", name="Dispute").click()
-    assert page.get_by_text("Disputed. A broker will look at it.").is_visible()
-    assert page.locator("#status").inner_text() == "Disputed"
+    expect(page.get_by_text("Disputed. A broker will look at it.")).to_be_visible()
+    expect(page.locator("#status")).to_have_text("Disputed")
 
     login_as(page, browser_login, "broker")
     page.get_by_role("link", name="Broker desk").click()
     check_accessibility(page)
-    assert page.get_by_role("cell", name="It was one hour, not two").is_visible()
+    expect(page.get_by_role("cell", name="It was one hour, not two")).to_be_visible()
     page.get_by_role("link", name="Settle").click()
     check_accessibility(page)
     page.get_by_label("Replace with the corrected time below").check()
     page.locator("#resolve-hours").fill("1")
     page.get_by_label("Note for the record").fill("Both agreed one hour")
     page.get_by_role("button", name="Settle").click()
-    assert page.get_by_text("Dispute settled.").is_visible()
-    assert page.locator("#status").inner_text() == "Confirmed"
-    assert page.get_by_role("heading", name="Alice Allen helped Bob Brown").is_visible()
+    expect(page.get_by_text("Dispute settled.")).to_be_visible()
+    expect(page.locator("#status")).to_have_text("Confirmed")
+    expect(page.get_by_role("heading", name="Alice Allen helped Bob Brown")).to_be_visible()
 
     # The broker re-tags the corrected exchange for the impact reports.
     page.get_by_role("link", name="Change the report tags").click()
@@ -116,14 +118,14 @@ def test_member_disputes_broker_settles_and_retags(browser_page, browser_login, 
     page.get_by_label("Substitutive (replaces it)").check()
     page.get_by_label("Why (for the record)").fill("Council would have painted it")
     page.get_by_role("button", name="Save the tags").click()
-    assert page.get_by_text("Tags saved").is_visible()
-    assert page.get_by_role("cell", name="Bea Broker").is_visible()
-    assert page.get_by_text("other → local environment").is_visible()
+    expect(page.get_by_text("Tags saved")).to_be_visible()
+    expect(page.get_by_role("cell", name="Bea Broker")).to_be_visible()
+    expect(page.get_by_text("other → local environment")).to_be_visible()
     check_accessibility(page)
 
     login_as(page, browser_login, "bob")
     page.get_by_role("link", name="My dashboard").click()
-    assert page.locator("#balance").inner_text() == "-1 hour"
+    expect(page.locator("#balance")).to_have_text("-1 hour")
 
 
 def test_representative_records_a_group_activity_from_csv(browser_page, browser_login, check_accessibility, bank):
@@ -136,25 +138,25 @@ def test_representative_records_a_group_activity_from_csv(browser_page, browser_
     page.get_by_label("Participants, one per line").fill("alice@b.test,3\nghost@b.test,2\nbob@b.test,two\n")
     page.get_by_role("button", name="Record the activity").click()
     # Nothing is recorded: the preview marks each bad row.
-    assert page.get_by_text("fix the rows marked below; nothing has been recorded").is_visible()
-    assert page.get_by_text("Unknown member 'ghost@b.test'.").is_visible()
-    assert page.get_by_text("'two' is not a number of hours.").is_visible()
-    assert page.locator("table.preview tbody tr").count() == 3
-    assert page.locator("#org-balance").inner_text() == "0 hours"
+    expect(page.get_by_text("fix the rows marked below; nothing has been recorded")).to_be_visible()
+    expect(page.get_by_text("Unknown member 'ghost@b.test'.")).to_be_visible()
+    expect(page.get_by_text("'two' is not a number of hours.")).to_be_visible()
+    expect(page.locator("table.preview tbody tr")).to_have_count(3)
+    expect(page.locator("#org-balance")).to_have_text("0 hours")
     check_accessibility(page)
 
     page.get_by_label("Participants, one per line").fill("alice@b.test,3\ncarol@b.test,2:30\nbob@b.test,2\n")
     page.get_by_role("button", name="Check participants").click()
-    assert page.get_by_text("every row is right (3 people)").is_visible()
-    assert page.locator("#org-balance").inner_text() == "0 hours"
+    expect(page.get_by_text("every row is right (3 people)")).to_be_visible()
+    expect(page.locator("#org-balance")).to_have_text("0 hours")
     check_accessibility(page)
     page.get_by_role("button", name="Record the activity").click()
-    assert page.get_by_text("Recorded the group activity 'Litter pick on the green'").is_visible()
-    assert page.locator("#org-balance").inner_text() == "-7 hours 30 minutes"
+    expect(page.get_by_text("Recorded the group activity 'Litter pick on the green'")).to_be_visible()
+    expect(page.locator("#org-balance")).to_have_text("-7 hours 30 minutes")
 
     login_as(page, browser_login, "carol")
     page.get_by_role("link", name="My dashboard").click()
-    assert page.locator("#balance").inner_text() == "2 hours 30 minutes"
+    expect(page.locator("#balance")).to_have_text("2 hours 30 minutes")
 
 
 def test_pot_donation_and_grant(browser_page, browser_login, check_accessibility, bank):
@@ -163,20 +165,20 @@ def test_pot_donation_and_grant(browser_page, browser_login, check_accessibility
     page.get_by_role("link", name="My dashboard").click()
     page.locator("#donate-hours").fill("2")
     page.get_by_role("button", name="Give to the pot").click()
-    assert page.get_by_text("Thank you: you gave 2 hours to the community pot.").is_visible()
-    assert page.locator("#balance").inner_text() == "-2 hours"
+    expect(page.get_by_text("Thank you: you gave 2 hours to the community pot.")).to_be_visible()
+    expect(page.locator("#balance")).to_have_text("-2 hours")
     check_accessibility(page)
 
     login_as(page, browser_login, "broker")
     page.get_by_role("link", name="Broker desk").click()
-    assert page.locator("#pot-balance").inner_text() == "2 hours"
+    expect(page.locator("#pot-balance")).to_have_text("2 hours")
     page.get_by_label("Grant to").select_option(label="Carol Cole")
     page.locator("#grant-hours").fill("1")
     page.get_by_label("Reason").fill("Housebound after a fall")
     page.get_by_role("button", name="Grant from the pot").click()
-    assert page.get_by_text("Granted 1 hour from the pot.").is_visible()
-    assert page.locator("#pot-balance").inner_text() == "1 hour"
-    assert page.get_by_role("cell", name="Housebound after a fall").is_visible()
+    expect(page.get_by_text("Granted 1 hour from the pot.")).to_be_visible()
+    expect(page.locator("#pot-balance")).to_have_text("1 hour")
+    expect(page.get_by_role("cell", name="Housebound after a fall")).to_be_visible()
     check_accessibility(page)
 
 
@@ -191,19 +193,19 @@ def test_member_spends_with_an_organisation_and_organisations_trade(browser_page
     page.locator("#spend-hours").fill("1")
     page.get_by_label("What for").fill("A place on the craft course")
     page.get_by_role("button", name="Pay with my hours").click()
-    assert page.get_by_text("Paid: 1 hour to Riverside Library.").is_visible()
+    expect(page.get_by_text("Paid: 1 hour to Riverside Library.")).to_be_visible()
     check_accessibility(page)
 
     login_as(page, browser_login, "rep")
     page.goto(f"/exchanges/organisations/{bank['library']}")
-    assert page.locator("#org-balance").inner_text() == "1 hour"
+    expect(page.locator("#org-balance")).to_have_text("1 hour")
     page.get_by_label("We helped them").check()
     page.get_by_label("The other organisation").select_option(label="Hill School")
     page.locator("#partner-hours").fill("3")
     page.locator("#partner-description").fill("Lent the minibus")
     page.get_by_role("button", name="Log the exchange").click()
-    assert page.get_by_text("We have asked the other side to confirm it.").is_visible()
-    assert page.locator("#org-balance").inner_text() == "1 hour"
+    expect(page.get_by_text("We have asked the other side to confirm it.")).to_be_visible()
+    expect(page.locator("#org-balance")).to_have_text("1 hour")
     check_accessibility(page)
 
     login_as(page, browser_login, "head")
@@ -212,7 +214,7 @@ def test_member_spends_with_an_organisation_and_organisations_trade(browser_page
     check_accessibility(page)
     page.get_by_role("link", name="Confirm or dispute").click()
     page.get_by_role("button", name="Confirm").click()
-    assert page.get_by_text("Confirmed. The hours have moved.").is_visible()
+    expect(page.get_by_text("Confirmed. The hours have moved.")).to_be_visible()
     page.goto(f"/exchanges/organisations/{bank['school']}")
-    assert page.locator("#org-balance").inner_text() == "-3 hours"
-    assert page.get_by_text("Nothing is waiting for Hill School.").is_visible()
+    expect(page.locator("#org-balance")).to_have_text("-3 hours")
+    expect(page.get_by_text("Nothing is waiting for Hill School.")).to_be_visible()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from playwright.sync_api import expect
+
 
 PASSWORD = "browser-pass-123"
 
@@ -36,14 +38,14 @@ def test_commissioner_dashboard_exports_and_print_view(browser_page, check_acces
     page = browser_page
     browser_login(page, "comm@impact.test", PASSWORD)
     _show_q1(page)
-    assert page.get_by_role("heading", name="Impact", exact=True).is_visible()
-    assert page.locator('[data-measure="hours_delivered"]').inner_text() == "13.0"
+    expect(page.get_by_role("heading", name="Impact", exact=True)).to_be_visible()
+    expect(page.locator('[data-measure="hours_delivered"]')).to_have_text("13.0")
     # charts are images with a text alternative, and a table beside each
     assert page.locator('svg[role="img"]').count() >= 11
     ward_table = "Area (ward): hours and people, this period and the previous one"
-    assert page.get_by_role("table", name=ward_table).is_visible()
-    assert page.get_by_text("fewer than 5").first.is_visible()
-    assert page.locator('[data-measure="open_longer_than_days"]').inner_text() == "3"
+    expect(page.get_by_role("table", name=ward_table)).to_be_visible()
+    expect(page.get_by_text("fewer than 5").first).to_be_visible()
+    expect(page.locator('[data-measure="open_longer_than_days"]')).to_have_text("3")
     assert "Person a" not in page.content()
     check_accessibility(page)
 
@@ -67,11 +69,11 @@ def test_commissioner_dashboard_exports_and_print_view(browser_page, check_acces
 
     page.get_by_role("link", name="Printable view").click()
     page.wait_for_load_state()
-    assert page.get_by_role("heading", name="Impact report").is_visible()
-    assert page.locator('[data-measure="hours_delivered"]').inner_text() == "13.0"
+    expect(page.get_by_role("heading", name="Impact report")).to_be_visible()
+    expect(page.locator('[data-measure="hours_delivered"]')).to_have_text("13.0")
     # the print stylesheet hides the controls on paper
     page.emulate_media(media="print")
-    assert not page.get_by_role("link", name="Back to the dashboard").is_visible()
+    expect(page.get_by_role("link", name="Back to the dashboard")).to_be_hidden()
     page.emulate_media(media="screen")
     check_accessibility(page)
 
@@ -82,6 +84,6 @@ def test_admin_closes_the_period_and_sees_it_frozen(browser_page, check_accessib
     _show_q1(page)
     page.get_by_role("button", name="Close this period").click()
     page.wait_for_load_state()
-    assert page.get_by_text("This period is closed").is_visible()
-    assert page.locator('[data-measure="hours_delivered"]').inner_text() == "13.0"
+    expect(page.get_by_text("This period is closed")).to_be_visible()
+    expect(page.locator('[data-measure="hours_delivered"]')).to_have_text("13.0")
     check_accessibility(page)

@@ -7,6 +7,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from playwright.sync_api import expect
+
 
 PASSWORD = "browser-pass-123"
 TUESDAY_MORNING = 1 << 3
@@ -63,18 +65,18 @@ def test_post_suggest_propose_accept_log_plan_and_block(browser_page, check_acce
     page.get_by_label("Category").select_option(label="Home & garden › DIY & repairs")
     page.get_by_label("Description").fill("Punctures and brakes")
     page.get_by_role("button", name="Post").click()
-    assert page.get_by_text("Your offer is posted.").is_visible()
+    expect(page.get_by_text("Your offer is posted.")).to_be_visible()
     page.get_by_role("link", name="Ask for help").click()
     page.get_by_label("Title").fill("Dig a vegetable bed")
     page.get_by_label("Category").select_option(label="Home & garden › Gardening")
     page.get_by_label("Needed by (optional)").fill("2099-12-31")
     page.get_by_label("Tuesday morning").check()
     page.get_by_role("button", name="Post").click()
-    assert page.get_by_text("Your request is posted.").is_visible()
+    expect(page.get_by_text("Your request is posted.")).to_be_visible()
     mine = page.get_by_role("region", name="Your offers and requests")
-    assert mine.get_by_role("button", name="Close “Bike repairs”").is_visible()
-    assert mine.get_by_role("button", name="Close “Dig a vegetable bed”").is_visible()
-    assert "needed by 31 Dec 2099" in mine.inner_text()
+    expect(mine.get_by_role("button", name="Close “Bike repairs”")).to_be_visible()
+    expect(mine.get_by_role("button", name="Close “Dig a vegetable bed”")).to_be_visible()
+    expect(mine).to_contain_text("needed by 31 Dec 2099")
     check_accessibility(page)
     page.goto("/listings/blocks")
     check_accessibility(page)
@@ -86,8 +88,8 @@ def test_post_suggest_propose_accept_log_plan_and_block(browser_page, check_acce
     page.get_by_label("Volunteers needed").fill("4")
     page.get_by_label("Safety check needed").select_option("enhanced")
     page.get_by_role("button", name="Post").click()
-    assert page.get_by_text("Your opportunity is posted.").is_visible()
-    assert page.get_by_text("Park Friends: 4 volunteers").is_visible()
+    expect(page.get_by_text("Your opportunity is posted.")).to_be_visible()
+    expect(page.get_by_text("Park Friends: 4 volunteers")).to_be_visible()
 
     # The broker reads ranked suggestions with their reasons and proposes the helper.
     _login(page, "broker@m.test")
@@ -96,47 +98,47 @@ def test_post_suggest_propose_accept_log_plan_and_block(browser_page, check_acce
     page.get_by_role("link", name="Suggestions for Dig a vegetable bed").click()
     suggestions = page.get_by_role("region", name="Suggestions for “Dig a vegetable bed”")
     first = suggestions.get_by_role("listitem").first
-    assert "Hal Helper" in first.inner_text()
-    assert re.search(r"offers Gardening, 1\.1 km away, free on Tuesday mornings", first.inner_text())
+    expect(first).to_contain_text("Hal Helper")
+    expect(first).to_contain_text(re.compile(r"offers Gardening, 1\.1 km away, free on Tuesday mornings"))
     check_accessibility(page)
     page.get_by_role("button", name="Propose Hal Helper").click()
-    assert page.get_by_text("Proposed. The volunteer will see it on their page.").is_visible()
+    expect(page.get_by_text("Proposed. The volunteer will see it on their page.")).to_be_visible()
 
     # The volunteer accepts, then logs the hours from the pre-filled form.
     _login(page, "helper@m.test")
     page.get_by_role("link", name="Offers & requests").click()
     check_accessibility(page)
     page.get_by_role("button", name="Accept “Dig a vegetable bed”").click()
-    assert page.get_by_text("You accepted the match").is_visible()
+    expect(page.get_by_text("You accepted the match")).to_be_visible()
     page.get_by_role("link", name="Log the hours for “Dig a vegetable bed”").click()
     check_accessibility(page)
-    assert page.get_by_label("Hours").input_value() == "1"
-    assert page.get_by_label("What was done").input_value() == "Dig a vegetable bed"
+    expect(page.get_by_label("Hours")).to_have_value("1")
+    expect(page.get_by_label("What was done")).to_have_value("Dig a vegetable bed")
     page.get_by_role("button", name="Log the hours").click()
-    assert page.get_by_text("The hours are logged and the match is complete").is_visible()
+    expect(page.get_by_text("The hours are logged and the match is complete")).to_be_visible()
 
     # The broker makes a batch plan for the open requests, reviews it and sends it; then blocks a pair.
     _login(page, "broker@m.test")
     page.get_by_role("link", name="Matching").click()
     funnel = page.get_by_role("region", name="Funnel")
-    assert funnel.get_by_role("cell").nth(5).inner_text() == "1"  # one match logged
+    expect(funnel.get_by_role("cell").nth(5)).to_have_text("1")  # one match logged
     page.get_by_label("Include Bulb planting day").uncheck()  # the broker plans the members' requests only
     page.get_by_role("button", name="Make a plan").click()
-    assert page.get_by_role("heading", name=re.compile(r"Match plan \d+ \(draft\)")).is_visible()
-    assert page.get_by_text("1 of 1 places filled").is_visible()
-    assert page.get_by_role("cell", name="Prune the apple tree").is_visible()
-    assert page.get_by_role("cell", name="Hal Helper").is_visible()
+    expect(page.get_by_role("heading", name=re.compile(r"Match plan \d+ \(draft\)"))).to_be_visible()
+    expect(page.get_by_text("1 of 1 places filled")).to_be_visible()
+    expect(page.get_by_role("cell", name="Prune the apple tree")).to_be_visible()
+    expect(page.get_by_role("cell", name="Hal Helper")).to_be_visible()
     check_accessibility(page)
     page.get_by_role("button", name="Send the proposals").click()
-    assert page.get_by_text("Sent 1 proposal.").is_visible()
+    expect(page.get_by_text("Sent 1 proposal.")).to_be_visible()
     check_accessibility(page)
 
     # The volunteer declines the plan's proposal.
     _login(page, "helper@m.test")
     page.get_by_role("link", name="Offers & requests").click()
     page.get_by_role("button", name="Decline “Prune the apple tree”").click()
-    assert page.get_by_text("You declined the match.").is_visible()
-    assert "Prune the apple tree – declined" in page.get_by_role("region", name="Your matches").inner_text()
+    expect(page.get_by_text("You declined the match.")).to_be_visible()
+    expect(page.get_by_role("region", name="Your matches")).to_contain_text("Prune the apple tree – declined")
     check_accessibility(page)
 
     # A broker blocks the pair for safeguarding.
@@ -147,6 +149,6 @@ def test_post_suggest_propose_accept_log_plan_and_block(browser_page, check_acce
     page.get_by_label("Second member").select_option(label="Hal Helper")
     page.get_by_label("Why (kept for the safeguarding record)").fill("Safeguarding concern")
     page.get_by_role("button", name="Block this pair").click()
-    assert page.get_by_text("Blocked: these two members will never be matched.").is_visible()
-    assert page.get_by_role("cell", name="Ann Asker and Hal Helper", exact=True).is_visible()
+    expect(page.get_by_text("Blocked: these two members will never be matched.")).to_be_visible()
+    expect(page.get_by_role("cell", name="Ann Asker and Hal Helper", exact=True)).to_be_visible()
     check_accessibility(page)

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
+
 
 PASSWORD = "browser-pass-123"
 
@@ -38,26 +40,26 @@ def test_applicant_joins_broker_approves_member_edits_profile(browser_page, chec
     page.get_by_label("Choose a password").fill("ada-password-123")
     page.get_by_label("What could you offer").fill("Gardening and lifts")
     page.get_by_role("button", name="Send my application").click()
-    assert page.get_by_role("heading", name="Thank you").is_visible()
+    expect(page.get_by_role("heading", name="Thank you")).to_be_visible()
     check_accessibility(page)
 
     # The broker records checks and approves.
     page.context.clear_cookies()
     browser_login(page, "broker@b.test", PASSWORD)
     page.get_by_role("link", name="Onboarding").click()
-    assert page.get_by_role("heading", name="Ada Applicant").is_visible()
+    expect(page.get_by_role("heading", name="Ada Applicant")).to_be_visible()
     check_accessibility(page)
     page.get_by_label("References received").fill("2")
     page.get_by_label("Safety check (DBS)").select_option("enhanced")
     page.get_by_label("Certificate date").fill("2026-01-10")
     page.get_by_label("Certificate expires").fill("2029-01-10")
     page.get_by_role("button", name="Save checks").click()
-    assert page.get_by_text("Checks saved for Ada Applicant").is_visible()
+    expect(page.get_by_text("Checks saved for Ada Applicant")).to_be_visible()
     page.get_by_role("button", name="Approve Ada Applicant").click()
-    assert page.get_by_text("Ada Applicant is approved and has an account").is_visible()
+    expect(page.get_by_text("Ada Applicant is approved and has an account")).to_be_visible()
     page.get_by_role("link", name="Members").click()
     check_accessibility(page)
-    assert page.get_by_role("link", name="Ada Applicant").is_visible()
+    expect(page.get_by_role("link", name="Ada Applicant")).to_be_visible()
 
     # The new member logs in and fills in their profile with the keyboard-friendly form.
     page.context.clear_cookies()
@@ -68,9 +70,9 @@ def test_applicant_joins_broker_approves_member_edits_profile(browser_page, chec
     page.get_by_label("Gardening").check()
     page.get_by_label("Saturday morning").check()
     page.get_by_role("button", name="Save my profile").click()
-    assert page.get_by_text("Your profile is saved").is_visible()
-    assert page.get_by_label("Saturday morning").is_checked()
-    assert page.get_by_label("Ward or neighbourhood").input_value() == "Byker"
+    expect(page.get_by_text("Your profile is saved")).to_be_visible()
+    expect(page.get_by_label("Saturday morning")).to_be_checked()
+    expect(page.get_by_label("Ward or neighbourhood")).to_have_value("Byker")
 
 
 def test_admin_changes_settings_and_reads_the_audit_log(browser_page, check_accessibility, browser_login,
@@ -81,10 +83,10 @@ def test_admin_changes_settings_and_reads_the_audit_log(browser_page, check_acce
     check_accessibility(page)
     page.get_by_label("Time bank name").fill("Riverside & District Time Bank")
     page.get_by_role("button", name="Save settings").click()
-    assert page.get_by_text("Settings saved").is_visible()
+    expect(page.get_by_text("Settings saved")).to_be_visible()
     page.get_by_role("link", name="Audit log").click()
     check_accessibility(page)
-    assert page.get_by_role("cell", name="timebank.settings_changed").is_visible()
+    expect(page.get_by_role("cell", name="timebank.settings_changed")).to_be_visible()
 
 
 def test_representative_acts_for_their_organisation(browser_page, check_accessibility, browser_login, community):
@@ -92,8 +94,8 @@ def test_representative_acts_for_their_organisation(browser_page, check_accessib
     browser_login(page, "rep@b.test", PASSWORD)
     page.goto(f"/organisations/{community['organisation_id']}")
     check_accessibility(page)
-    assert page.get_by_text("You act for this organisation").is_visible()
-    assert page.get_by_text("Balance:").is_visible()
+    expect(page.get_by_text("You act for this organisation")).to_be_visible()
+    expect(page.get_by_text("Balance:")).to_be_visible()
 
 
 def test_commissioner_is_refused_named_people(browser_page, check_accessibility, browser_login, community):
@@ -102,7 +104,7 @@ def test_commissioner_is_refused_named_people(browser_page, check_accessibility,
     check_accessibility(page)
     response = page.goto("/members")
     assert response.status == 403
-    assert page.get_by_role("heading", name="You can't see this page").is_visible()
+    expect(page.get_by_role("heading", name="You can't see this page")).to_be_visible()
     check_accessibility(page)
 
 
@@ -119,29 +121,29 @@ def test_broker_manages_categories(browser_page, check_accessibility, browser_lo
     page = browser_page
     browser_login(page, "broker@b.test", PASSWORD)
     page.get_by_role("link", name="Categories").click()
-    assert page.get_by_role("heading", name="Categories: Riverside Time Bank").is_visible()
+    expect(page.get_by_role("heading", name="Categories: Riverside Time Bank")).to_be_visible()
     check_accessibility(page)
     page.get_by_label("Name of the new category").fill("Dog walking")
     page.get_by_label("Put it under").select_option(label="Home & garden")
     page.get_by_role("button", name="Add the category").click()
-    assert page.get_by_text("Added the category Dog walking").is_visible()
+    expect(page.get_by_text("Added the category Dog walking")).to_be_visible()
     page.get_by_label("New name for Dog walking").fill("Pet care")
     page.get_by_role("button", name="Rename Dog walking").click()
-    assert page.get_by_text("Renamed Dog walking to Pet care").is_visible()
+    expect(page.get_by_text("Renamed Dog walking to Pet care")).to_be_visible()
     page.get_by_role("button", name="Retire Pet care").click()
-    assert page.get_by_text("Retired Pet care").is_visible()
-    assert page.get_by_role("button", name="Restore Pet care").is_visible()
+    expect(page.get_by_text("Retired Pet care")).to_be_visible()
+    expect(page.get_by_role("button", name="Restore Pet care")).to_be_visible()
     check_accessibility(page)
 
     # A member no longer sees the retired category among the skills they can choose.
     page.context.clear_cookies()
     browser_login(page, "rep@b.test", PASSWORD)
     page.goto("/profile")
-    assert page.get_by_label("Gardening").is_visible()
-    assert page.get_by_label("Pet care").count() == 0
+    expect(page.get_by_label("Gardening")).to_be_visible()
+    expect(page.get_by_label("Pet care")).to_have_count(0)
     page.get_by_label("Latitude").fill("54.97")
     page.get_by_label("Longitude").fill("-1.61")
     page.get_by_role("button", name="Save my profile").click()
-    assert page.get_by_text("Your profile is saved").is_visible()
-    assert page.get_by_label("Latitude").input_value() == "54.97"
+    expect(page.get_by_text("Your profile is saved")).to_be_visible()
+    expect(page.get_by_label("Latitude")).to_have_value("54.97")
     check_accessibility(page)
