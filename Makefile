@@ -39,11 +39,16 @@ postgres-up:
 	   for i in 1 2 3 4 5 6 7 8 9 10; do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done) || \
 	  echo "PostgreSQL is not running and could not be started here."
 
+# The suite runs in PYTEST_WORKERS processes (pytest-xdist); each has its own database. PYTEST_WORKERS=0 runs it
+# in one process (easier to debug).
+PYTEST_WORKERS ?= 2
+PYTEST_PARALLEL = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist worksteal)
+
 test-sqlite: install-dev
-	TEST_DB=sqlite $(BIN)/pytest
+	TEST_DB=sqlite $(BIN)/pytest $(PYTEST_PARALLEL)
 
 test-postgres: install-dev postgres-up
-	TEST_DB=postgres $(BIN)/pytest
+	TEST_DB=postgres $(BIN)/pytest $(PYTEST_PARALLEL)
 
 test: test-sqlite test-postgres
 
@@ -53,8 +58,10 @@ clean:
 bench-ledger: install-dev
 	$(BIN)/python bench/ledger_bench.py
 
+# BENCH_ARGS="--only suggestions --sizes 20000 --pg postgresql+psycopg://postgres@127.0.0.1:5432/postgres", or
+# "--only app-plan --plan-size 2000x5000" for the app's create_plan end to end (see bench/matching_bench.py --help).
 bench-matching: install-dev
-	$(BIN)/python bench/matching_bench.py
+	$(BIN)/python bench/matching_bench.py $(BENCH_ARGS)
 
 bench-reports: install-dev
 	$(BIN)/python bench/reports_bench.py

@@ -87,7 +87,7 @@ def prepare_actors(database: str, n_members: int = 400, seed: int = 7) -> dict:
             token, _ = issue_token(session, user, ttl_hours=12)
             members.append({"membership_id": membership.id, "account_id": account.id, "token": token,
                             "balance": account.balance_minutes, "floor": account.floor_minutes,
-                            "cookie": serializer.dumps({"_user_id": str(user.id), "_fresh": True})})
+                            "cookie": serializer.dumps({"_user_id": user.get_id(), "_fresh": True})})
         brokers = []
         for user in session.scalars(select(User).join(Membership, Membership.user_id == User.id).where(
                 Membership.timebank_id == timebank.id, Membership.role == "broker", Membership.status == "active")):
@@ -119,6 +119,7 @@ class Recorder:
         self.status = collections.defaultdict(collections.Counter)  # name -> Counter(status class)
         self.transport_errors = collections.Counter()
         self.codes_4xx = collections.Counter()
+        self.codes_5xx = collections.Counter()
         self.late = 0
 
     def add(self, name: str, status: int, ms: float, code: str | None = None):
@@ -126,6 +127,8 @@ class Recorder:
         self.status[name][f"{status // 100}xx"] += 1
         if 400 <= status < 500 and code:
             self.codes_4xx[f"{name}: {status} {code}"] += 1
+        if status >= 500:
+            self.codes_5xx[f"{name}: {status} {code or '-'}"] += 1
 
 
 class Driver:
@@ -277,7 +280,8 @@ def summarise(rec: Recorder, seconds: float, rate: float) -> dict:
     ok = overall["p99"] < P99_TARGET_MS and overall["5xx"] == 0 and transport == 0 and \
         overall["rps"] >= 0.95 * rate
     return {"rate": rate, "seconds": seconds, "rows": rows, "overall": overall, "ok": ok,
-            "transport_errors": dict(rec.transport_errors), "codes_4xx": dict(rec.codes_4xx), "late": rec.late}
+            "transport_errors": dict(rec.transport_errors), "codes_4xx": dict(rec.codes_4xx),
+            "codes_5xx": dict(rec.codes_5xx), "late": rec.late}
 
 
 def measure(server, driver, kind: str, rate: float, seconds: float, max_requests: int) -> dict:
@@ -328,6 +332,8 @@ def print_table(result: dict, load_before: str, load_after: str) -> None:
         print("transport errors:", result["transport_errors"])
     if result["codes_4xx"]:
         print("4xx answers (refused by a rule, not failures):", result["codes_4xx"])
+    if result.get("codes_5xx"):
+        print("5xx answers (failures):", result["codes_5xx"])
     if "server_cpu_ms_per_request" in result:
         server_ms, client_ms = result["server_cpu_ms_per_request"], result["client_cpu_ms_per_request"]
         cores = os.cpu_count() or 1
