@@ -238,7 +238,7 @@ def generate(app, size: str, seed: int = 7) -> dict:
             "exchanges": len(exchanges)}
 
 
-def run(url: str, size: str, runs: int, label: str) -> dict:
+def run(url: str, size: str, runs: int, label: str, reuse: bool = False) -> dict:
     from flask_migrate import upgrade
 
     from timebank import create_app
@@ -248,7 +248,9 @@ def run(url: str, size: str, runs: int, label: str) -> dict:
     with app.app_context():
         upgrade(directory=str(ROOT / "migrations"))
     t0 = time.perf_counter()
-    counts = generate(app, size)
+    counts = existing_counts(app) if reuse else None
+    if counts is None:
+        counts = generate(app, size)
     load_s = time.perf_counter() - t0
     client = app.test_client()
     response = client.post("/login", data={"email": "bench-broker@example.test", "password": "bench-password-1"})
@@ -279,6 +281,19 @@ def run(url: str, size: str, runs: int, label: str) -> dict:
     return result
 
 
+def existing_counts(app) -> dict | None:
+    """The counts of a bench community already in the database (--pg-database reuses one), or None if empty."""
+    from timebank.extensions import db
+
+    with app.app_context():
+        transfers = db.session.execute(sa.text("SELECT COUNT(*) FROM transfer")).scalar()
+        if not transfers:
+            return None
+        return {"members": db.session.execute(sa.text("SELECT COUNT(*) FROM membership")).scalar(),
+                "transfers": transfers,
+                "exchanges": db.session.execute(sa.text("SELECT COUNT(*) FROM exchange")).scalar()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sqlite-size", default=os.environ.get("BENCH_SQLITE_SIZE", "M"), choices=SIZES)
@@ -286,6 +301,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--skip-pg", action="store_true")
     parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument("--pg-database", help="a named PostgreSQL database to load once and keep; later runs with "
+                        "the same name reuse its community (for profiling; the size must match)")
     args = parser.parse_args()
     os.environ.setdefault("TIMEBANK_INSTANCE", tempfile.mkdtemp(prefix="tb-bench-"))
     if not args.skip_sqlite:
@@ -296,22 +313,25 @@ def main() -> None:
     if not args.skip_pg:
         admin_url = sa.make_url(os.environ.get("TEST_POSTGRES_URL",
                                                "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"))
-        name = f"timebank_bench_reports_{uuid.uuid4().hex[:8]}"
+        name = args.pg_database or f"timebank_bench_reports_{uuid.uuid4().hex[:8]}"
         admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
         try:
             with admin.connect() as conn:
-                conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+                exists = conn.exec_driver_sql("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).first()
+                if not exists:
+                    conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
         except sa.exc.OperationalError as exc:
             print(f"PostgreSQL not reachable, skipped: {exc.orig}")
             return
         try:
             r = run(admin_url.set(database=name).render_as_string(hide_password=False), args.pg_size, args.runs,
-                    "PostgreSQL")
+                    "PostgreSQL", reuse=bool(args.pg_database))
             print(f"  target XL on PostgreSQL < 1000 ms: "
                   f"{'met' if r['median_ms'] < 1000 and args.pg_size == 'XL' else 'NOT met' if args.pg_size == 'XL' else 'not measured at XL'}")
         finally:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            if not args.pg_database:
+                with admin.connect() as conn:
+                    conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             admin.dispose()
 
 

@@ -35,7 +35,9 @@ from timebank.demo_bulk import BulkWriter
 from timebank.exchanges import service as exchanges
 from timebank.exchanges.models import COPRODUCTION_SUBTYPES, Exchange
 from timebank.impact.rollups import rebuild_rollups
-from timebank.matching import service as matching
+from timebank.matching import queries as matching_queries, service as matching
+from timebank.errors import DomainError
+from timebank.matching.models import HelpRequest
 from timebank.ledger.models import Account
 from timebank.ledger.service import ensure_system_accounts, post_transfer
 
@@ -288,7 +290,7 @@ class Builder:
         self.stats = {"transfers": 0, "p2p": 0, "p2a": 0, "a2a": 0, "activities": 0, "collective_minutes": 0,
                       "individual_minutes": 0, "donations": 0, "grants": 0, "reversals": 0, "disputed": 0,
                       "pending": 0, "auto_confirmed": 0, "pending_applications": 0, "suspended": 0, "left": 0,
-                      "offers": 0, "requests": 0}
+                      "offers": 0, "requests": 0, "matches": 0, "matches_logged": 0}
         self._since_commit = 0
         self._seq = itertools.count(1)
         # Strong references keep these rows in the session's identity map: no SELECT per session.get().
@@ -588,6 +590,99 @@ class Builder:
                     safety_check_level=rng.choice(["none", "none", "basic", "standard"]),
                     starts_on=END_DATE + dt.timedelta(days=rng.randrange(7, 60)))
                 self.stats["requests"] += 1
+
+    # How the brokers' suggestions for the open requests fared by the end: (stage, weight).
+    MATCH_FATES = [("proposed", 20), ("declined", 15), ("accepted", 20), ("done", 15), ("logged", 30)]
+    MATCHED_SHARE = 0.6  # of the open requests, the share a broker has worked on
+    MATCHED_MAX = 250  # per time bank: bounds the seeding time of the large sizes
+
+    def build_match_history(self):
+        """The match funnel for the open requests: a broker proposed the best suggestion (the real ranking, as of
+        the demo's last day) and the volunteer declined, accepted, did it, or logged the hours (an exchange
+        waiting for the other side, so no balance moves). Runs after the rows are written, through the
+        matching services; the timestamps are put on the demo's calendar."""
+        session, rng = self.session, self.rng
+        session.flush()
+        session.info["emails"] = False
+        now = _at(END_DATE, 18)
+        self._stamp_at = now
+        # The services' rows (exchanges, notifications, audit events) on the demo's calendar, not the wall clock's.
+        session.info["clock"] = lambda: self._stamp_at
+        event.listen(Session, "before_flush", self._stamp_match_rows)
+        try:
+            self._match_requests(now)
+        finally:
+            event.remove(Session, "before_flush", self._stamp_match_rows)
+            session.info.pop("emails", None)
+            session.info.pop("clock", None)
+
+    def _stamp_match_rows(self, session, _context, _instances):
+        for obj in session.new:
+            for name in ("created_at", "recorded_at", "at"):
+                if hasattr(type(obj), name) and getattr(obj, name) is None:
+                    setattr(obj, name, self._stamp_at)
+
+    def _match_requests(self, now: dt.datetime):
+        session, rng = self.session, self.rng
+        requests = session.scalars(select(HelpRequest).where(HelpRequest.timebank_id == self.timebank_id,
+                                                             HelpRequest.status == "open")
+                                   .order_by(HelpRequest.id)).all()
+        picked = [r for r in requests if rng.random() < self.MATCHED_SHARE][:self.MATCHED_MAX]
+        demo_user = self.staff.get("member@demo.timebank")
+        demo_member = next((p.membership_id for p in self.people if p.user is demo_user), None) if demo_user else None
+        for request in picked:
+            found = matching_queries.suggestions(session, request, limit=3, now=now, today=END_DATE)
+            if not found:
+                continue
+            # The demo member gets a proposal to answer on their dashboard when they are among the best three.
+            best = next((f for f in found if f.member_id == demo_member), found[0]) if demo_member else found[0]
+            fate = "proposed" if best.member_id == demo_member else _weighted(rng, self.MATCH_FATES)
+            if best.member_id == demo_member:
+                demo_member = None
+            try:
+                with session.begin_nested():
+                    self._match(request, best, fate, now)
+            except DomainError:
+                continue  # e.g. a place filled by an earlier proposal in this loop: a broker would move on
+        if demo_member is not None:  # else the first request the demo member could help with
+            for request in requests[:200]:
+                found = matching_queries.suggestions(session, request, limit=1, now=now, today=END_DATE,
+                                                     only_member_id=demo_member)
+                if found and request not in picked:
+                    with session.begin_nested():
+                        self._match(request, found[0], "proposed", now)
+                    break
+        session.flush()
+
+    def _match(self, request, best, fate: str, now: dt.datetime):
+        session, rng = self.session, self.rng
+        match = matching._mark_proposed(session, request, best.member_id, None, by_user_id=self.broker.id,
+                                        score=best.score, reasons=best.reasons, plan_id=None)
+        session.flush()
+        # Suggested within a week of the request, proposed the same day, answered within three days.
+        at = min(request.created_at + dt.timedelta(hours=rng.randrange(2, 24 * 7)), now - dt.timedelta(days=4))
+        at = max(at, request.created_at)
+        match.suggested_at = match.proposed_at = at
+        self._stamp_at = at
+        self.stats["matches"] += 1
+        if fate == "proposed":
+            return
+        volunteer = session.get(Membership, best.member_id)
+        matching.respond(session, match, accept=fate != "declined", by_membership=volunteer)
+        match.responded_at = min(at + dt.timedelta(hours=rng.randrange(1, 72)), now)
+        if fate in ("declined", "accepted"):
+            return
+        if fate == "done":
+            matching.complete(session, match, by_membership=volunteer)
+            match.completed_at = min(match.responded_at + dt.timedelta(hours=rng.randrange(24, 72)), now)
+            return
+        happened_on = min((match.responded_at + dt.timedelta(days=1)).date(), END_DATE)
+        logged_at = min(match.responded_at + dt.timedelta(hours=rng.randrange(24, 72)), now)
+        self._stamp_at = logged_at
+        exchange = matching.log_hours(session, match, user=session.get(User, volunteer.user_id),
+                                      happened_on=happened_on, today=END_DATE)
+        match.completed_at = match.logged_at = exchange.created_at = logged_at
+        self.stats["matches_logged"] += 1
 
     def _event(self, day: dt.date):
         r = self.rng.random()
@@ -1023,6 +1118,7 @@ def load_demo(session, *, size: str = "S", seed: int = 1, slug: str = "riverside
                           commit_every=commit_every, via=via)
         builder.build_population()
         builder.build_history()
+        builder.build_match_history()
         # The bulk path writes rows without the ORM, so the report roll-up's session hook never saw them:
         # rebuild the roll-up from the raw rows (on the service path this gives the same rows again).
         rebuild_rollups(session, builder.timebank_id)
@@ -1054,7 +1150,8 @@ def _summary(builders, seconds) -> dict:
         f"  pot donations {totals['donations']:,}, grants {totals['grants']:,}; reversals {totals['reversals']:,}; "
         f"disputed {totals['disputed']:,}; pending {totals['pending']:,}; auto-confirmed "
         f"{totals['auto_confirmed']:,}",
-        f"  open offers {totals['offers']:,}, open requests and opportunities {totals['requests']:,}",
+        f"  open offers {totals['offers']:,}, open requests and opportunities {totals['requests']:,}; "
+        f"matches proposed {totals['matches']:,} ({totals['matches_logged']:,} with hours logged)",
     ]
     return {"timebanks": [b.slug for b in builders], "seconds": seconds, "members": members,
             "never_traded": members - traded, "organisations": orgs, "hours": hours, "lines": lines, **totals}

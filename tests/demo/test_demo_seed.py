@@ -221,3 +221,29 @@ def test_the_bulk_path_writes_exactly_what_the_services_write(committed_db, app)
     services = _fresh_load(committed_db, app, via="services", seed=9)
     assert _differences(services, bulk) == []
     assert set(_column(bulk, "transfer", "kind")) >= {"exchange", "group_activity", "reversal", "grant", "donation"}
+
+
+def test_demo_has_a_match_history_through_every_stage(session):
+    """Brokers' proposals for the open requests, answered on the demo's calendar; logged ones wait as exchanges."""
+    from timebank.matching.models import HelpRequest, Match
+
+    timebank = _load(session, "demo-matches", seed=5, size="S")
+    matches = session.scalars(select(Match).where(Match.timebank_id == timebank.id)).all()
+    assert {"proposed", "declined", "accepted", "logged"} <= {m.status for m in matches}
+    end = dt.datetime.combine(demo.END_DATE, dt.time(18))
+    for match in matches:
+        request = session.get(HelpRequest, match.request_id)
+        assert request.created_at <= match.proposed_at <= end and match.proposed_by_user_id is not None
+        assert match.membership_id != request.membership_id
+        if match.status in ("accepted", "declined", "done", "logged"):
+            assert match.proposed_at <= match.responded_at <= end
+        if match.status == "logged":
+            exchange = session.get(Exchange, match.exchange_id)
+            assert exchange.status == "pending" and exchange.provider_membership_id == match.membership_id
+            assert (exchange.recipient_membership_id, exchange.recipient_organisation_id) == \
+                (request.membership_id, request.organisation_id)
+            assert exchange.created_at == match.logged_at <= end
+    # The demo member has a proposal to answer on their dashboard.
+    demo_member = session.scalar(select(Membership.id).join(demo.User, demo.User.id == Membership.user_id).where(
+        demo.User.email == "member@demo.timebank", Membership.timebank_id == timebank.id))
+    assert any(m.membership_id == demo_member and m.status == "proposed" for m in matches)

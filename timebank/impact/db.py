@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import contextlib
+import re
 
+from flask import current_app, has_app_context
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -26,6 +29,20 @@ def is_recovery_conflict(exc: BaseException) -> bool:
     return sqlstate in RECOVERY_CONFLICT_SQLSTATES or "conflict with recovery" in str(exc.orig)
 
 
+_SETTING_VALUE = re.compile(r"^[A-Za-z0-9_.]{1,20}$")
+
+
+def tune_for_reports(session) -> None:
+    """On PostgreSQL, set this transaction's work_mem and jit for report queries (REPORTS_WORK_MEM,
+    REPORTS_JIT); SET LOCAL ends with the transaction, so nothing leaks into the next use of the connection."""
+    if session.get_bind().dialect.name != "postgresql" or not has_app_context():
+        return
+    for name, key in (("work_mem", "REPORTS_WORK_MEM"), ("jit", "REPORTS_JIT")):
+        value = str(current_app.config.get(key) or "")
+        if value and _SETTING_VALUE.match(value):  # set_config takes a parameter; the check keeps config sane
+            session.execute(text("SELECT set_config(:name, :value, true)"), {"name": name, "value": value})
+
+
 @contextlib.contextmanager
 def reports_session(session=None):
     """Yield a session for read-only report queries.
@@ -42,6 +59,7 @@ def reports_session(session=None):
         return
     if not reports_configured():
         try:
+            tune_for_reports(db.session)
             yield db.session
         except DBAPIError as exc:
             if is_recovery_conflict(exc):
@@ -50,6 +68,7 @@ def reports_session(session=None):
         return
     replica = Session(bind=db.engines["reports"])
     try:
+        tune_for_reports(replica)
         yield replica
     except DBAPIError as exc:
         if is_recovery_conflict(exc) or is_database_unavailable(exc):
