@@ -320,14 +320,21 @@ def suggestions(session, request: HelpRequest, *, limit: int = 10, weights: dict
     kth = partial[min(limit, len(partial)) - 1][0]
     contenders = [p for p in partial if p[0] + weights["text"] >= kth]
     texts = _member_texts(session, [p[1] for p in contenders], request, now)
-    out = []
-    for score, mid, cid, distance, slots, bio, balance, name, features, s, penalty in contenders:
+    scored = []
+    for entry in contenders:
+        mid, bio, features, penalty = entry[1], entry[5], entry[8], entry[10]
         words = texts.get(mid, set()) | scoring.tokens(bio or "")
         features["text"] = scoring.text_similarity(request_words, words)
         base = scoring.base_score(features, weights)
+        scored.append((round(base - penalty, 4), mid, base, words, entry))
+    scored.sort(key=lambda t: (-t[0], t[1]))
+    out = []
+    # Reasons in words only for the members shown (a few hundred contenders on a large time bank).
+    for score, mid, base, words, (_s, _m, cid, distance, slots, _bio, balance, name, features, s, _p) in \
+            scored[:limit]:
         common = (request.availability & slots) if request.availability else slots
         out.append(Suggestion(
-            member_id=mid, display_name=name, score=round(base - penalty, 4), base_score=base, features=features,
+            member_id=mid, display_name=name, score=score, base_score=base, features=features,
             distance_km=distance, category_id=cid, open_commitments=s["open"],
             extra={"stats": s, "balance": int(balance)},
             reasons=scoring.reasons(category_name=category_names.get(cid, "help"), fit=family[cid],
@@ -335,8 +342,7 @@ def suggestions(session, request: HelpRequest, *, limit: int = 10, weights: dict
                                     asked_this_week=s["week"], open_commitments=s["open"],
                                     balance_minutes=int(balance), completed=s["completed"],
                                     proposed=s["proposed"], shared_words=request_words & words)))
-    out.sort(key=lambda sg: (-sg.score, sg.member_id))
-    return out[:limit]
+    return out
 
 
 def requests_member_could_help(session, membership: Membership, *, limit: int = 20) -> list[tuple[HelpRequest, Suggestion]]:
