@@ -72,9 +72,12 @@ def seed_if_empty_command():
     if db.session.scalar(select(func.count()).select_from(TimeBank)):
         click.echo("The database already has data; no demo data loaded.")
         return
+    import datetime as dt
+
     from timebank import demo
 
-    demo.load_demo(db.session, size="S", seed=1, echo=click.echo)
+    # The story ends yesterday, so the dashboards' default periods (this year, last month) show it.
+    demo.load_demo(db.session, size="S", seed=1, echo=click.echo, end_date=dt.date.today() - dt.timedelta(days=1))
     db.session.commit()
     demo.print_logins(click.echo)
 

@@ -275,14 +275,15 @@ class ServiceWriter:
 class Builder:
     def __init__(self, session, *, rng: random.Random, size: Size, slug: str, name: str, members: int,
                  organisations: int, events: int, logins: bool, echo, progress, commit_every: int | None,
-                 via: str = "bulk"):
+                 via: str = "bulk", end: dt.date = END_DATE):
         self.session, self.rng, self.size = session, rng, size
+        self.end = end  # the last day of the story: the demo's "today"
         self.via = via
         self.slug, self.name = slug, name
         self.n_members, self.n_orgs, self.n_events = members, organisations, events
         self.logins, self.echo, self.progress = logins, echo, progress
         self.commit_every = commit_every
-        self.start = _add_months(END_DATE.replace(day=1), 1 - size.months)
+        self.start = _add_months(self.end.replace(day=1), 1 - size.months)
         self.balance: dict[int, int] = {}
         self.floor: dict[int, int] = {}
         self.people: list[Person] = []
@@ -408,7 +409,7 @@ class Builder:
 
     def _members(self):
         rng, session = self.rng, self.session
-        days = (END_DATE - self.start).days
+        days = (self.end - self.start).days
         bar = self._bar(self.n_members, f"{self.slug}: members")
         for i in range(self.n_members):
             # A third are founding members; the rest join month by month, faster as the bank grows.
@@ -416,7 +417,7 @@ class Builder:
                 joined = self.start + dt.timedelta(days=rng.randrange(0, 31))
             else:
                 joined = self.start + dt.timedelta(days=int(days * math.sqrt(rng.random())))
-            joined = min(joined, END_DATE)
+            joined = min(joined, self.end)
             self.x.now = _at(joined, 9)
             first, last = rng.choice(FIRST_NAMES), rng.choice(SURNAMES)
             email = f"{first.lower()}.{last.lower().replace(chr(39), '')}.{i + 1}@{self.slug}.example.org"
@@ -424,7 +425,7 @@ class Builder:
             profile = self._profile()
             fate = rng.random()
             status, until = "active", None
-            if (END_DATE - joined).days < 45 and fate < 0.25:
+            if (self.end - joined).days < 45 and fate < 0.25:
                 status = "pending"
                 profile.update(references_received=rng.choice([0, 1, 1, 2]))
             elif fate < 0.005:
@@ -441,12 +442,12 @@ class Builder:
                 self.stats["pending_applications"] += status == "pending"
                 continue
             later = rng.random()
-            if later < 0.07 and (END_DATE - joined).days > 60:
-                until = joined + dt.timedelta(days=rng.randrange(30, (END_DATE - joined).days))
+            if later < 0.07 and (self.end - joined).days > 60:
+                until = joined + dt.timedelta(days=rng.randrange(30, (self.end - joined).days))
                 self.status_changes.append((until, membership, "left", None))
                 self.stats["left"] += 1
-            elif later < 0.09 and (END_DATE - joined).days > 60:
-                until = joined + dt.timedelta(days=rng.randrange(30, (END_DATE - joined).days))
+            elif later < 0.09 and (self.end - joined).days > 60:
+                until = joined + dt.timedelta(days=rng.randrange(30, (self.end - joined).days))
                 self.status_changes.append((until, membership, "suspended",
                                             "Suspended by a broker pending a review."))
                 self.stats["suspended"] += 1
@@ -473,7 +474,7 @@ class Builder:
         checked = joined - dt.timedelta(days=rng.randrange(0, 300))
         expires = checked + dt.timedelta(days=3 * 365)
         if rng.random() < 0.12:
-            expires = END_DATE + dt.timedelta(days=rng.randrange(1, 30))
+            expires = self.end + dt.timedelta(days=rng.randrange(1, 30))
         return {"safety_check_level": level, "safety_check_date": checked, "safety_check_expires": expires,
                 "references_received": 2}
 
@@ -528,7 +529,7 @@ class Builder:
         previous = None
         for month, count in zip(months, live):
             n = round(self.n_events * count / total)
-            last_day = min(_month_end(month), END_DATE)
+            last_day = min(_month_end(month), self.end)
             days = sorted(month + dt.timedelta(days=rng.randrange(0, (last_day - month).days + 1))
                           for _ in range(n))
             for day in days:
@@ -548,8 +549,8 @@ class Builder:
         bar.finish()
         for _, membership, status, note in changes:
             self.x.set_status(membership, status, note)
-        self.x.now = _at(END_DATE, 3)
-        self._run_auto_confirm(END_DATE)
+        self.x.now = _at(self.end, 3)
+        self._run_auto_confirm(self.end)
         self.build_listings()
         self.x.finish()
 
@@ -560,7 +561,7 @@ class Builder:
             if person.until is not None:
                 continue
             membership = self.x.membership(person.membership_id)
-            self.x.now = _at(END_DATE - dt.timedelta(days=rng.randrange(0, 21)), 10)
+            self.x.now = _at(self.end - dt.timedelta(days=rng.randrange(0, 21)), 10)
             if person.give_weight > 0 and rng.random() < 0.6:
                 for category in person.skills[:rng.choice([1, 1, 2])]:
                     name = self.category_names[category]
@@ -581,14 +582,14 @@ class Builder:
             if rng.random() < 0.5:
                 category = self._category()
                 kind = _weighted(rng, [("co_delivery", 60), ("co_design", 20), ("co_assessment", 20)])
-                self.x.now = _at(END_DATE - dt.timedelta(days=rng.randrange(0, 21)), 10)
+                self.x.now = _at(self.end - dt.timedelta(days=rng.randrange(0, 21)), 10)
                 self.x.create_request(
                     session, user=org.rep, timebank=self.timebank,
                     organisation=self.x.organisation(org.organisation_id),
                     title=rng.choice(ACTIVITY_TITLES[kind]) + " volunteers", category_id=category,
                     volunteers_needed=rng.randrange(2, 12), estimated_minutes=rng.choice([120, 180, 240]),
                     safety_check_level=rng.choice(["none", "none", "basic", "standard"]),
-                    starts_on=END_DATE + dt.timedelta(days=rng.randrange(7, 60)))
+                    starts_on=self.end + dt.timedelta(days=rng.randrange(7, 60)))
                 self.stats["requests"] += 1
 
     # How the brokers' suggestions for the open requests fared by the end: (stage, weight).
@@ -604,7 +605,7 @@ class Builder:
         session, rng = self.session, self.rng
         session.flush()
         session.info["emails"] = False
-        now = _at(END_DATE, 18)
+        now = _at(self.end, 18)
         self._stamp_at = now
         # The services' rows (exchanges, notifications, audit events) on the demo's calendar, not the wall clock's.
         session.info["clock"] = lambda: self._stamp_at
@@ -631,7 +632,7 @@ class Builder:
         demo_user = self.staff.get("member@demo.timebank")
         demo_member = next((p.membership_id for p in self.people if p.user is demo_user), None) if demo_user else None
         for request in picked:
-            found = matching_queries.suggestions(session, request, limit=3, now=now, today=END_DATE)
+            found = matching_queries.suggestions(session, request, limit=3, now=now, today=self.end)
             if not found:
                 continue
             # The demo member gets a proposal to answer on their dashboard when they are among the best three.
@@ -646,7 +647,7 @@ class Builder:
                 continue  # e.g. a place filled by an earlier proposal in this loop: a broker would move on
         if demo_member is not None:  # else the first request the demo member could help with
             for request in requests[:200]:
-                found = matching_queries.suggestions(session, request, limit=1, now=now, today=END_DATE,
+                found = matching_queries.suggestions(session, request, limit=1, now=now, today=self.end,
                                                      only_member_id=demo_member)
                 if found and request not in picked:
                     with session.begin_nested():
@@ -676,11 +677,11 @@ class Builder:
             matching.complete(session, match, by_membership=volunteer)
             match.completed_at = min(match.responded_at + dt.timedelta(hours=rng.randrange(24, 72)), now)
             return
-        happened_on = min((match.responded_at + dt.timedelta(days=1)).date(), END_DATE)
+        happened_on = min((match.responded_at + dt.timedelta(days=1)).date(), self.end)
         logged_at = min(match.responded_at + dt.timedelta(hours=rng.randrange(24, 72)), now)
         self._stamp_at = logged_at
         exchange = matching.log_hours(session, match, user=session.get(User, volunteer.user_id),
-                                      happened_on=happened_on, today=END_DATE)
+                                      happened_on=happened_on, today=self.end)
         match.completed_at = match.logged_at = exchange.created_at = logged_at
         self.stats["matches_logged"] += 1
 
@@ -727,7 +728,7 @@ class Builder:
     def _fate(self, day: dt.date) -> str:
         """What becomes of a member-to-member exchange logged on `day`."""
         rng = self.rng
-        if (END_DATE - day).days < self.auto_confirm_days and rng.random() < 0.6:
+        if (self.end - day).days < self.auto_confirm_days and rng.random() < 0.6:
             return "pending"  # still waiting for the other side
         r = rng.random()
         if r < 0.03:
@@ -782,7 +783,7 @@ class Builder:
             self.x.dispute_exchange(self.session, exchange.id, user=recipient.user, reason=rng.choice(
                 ["The time recorded is too long.", "This exchange did not happen.", "Logged twice by mistake."]))
             self.stats["disputed"] += 1
-            if (END_DATE - day).days > 30 and rng.random() < 0.7:
+            if (self.end - day).days > 30 and rng.random() < 0.7:
                 # Brokers settle most disputes within a few weeks.
                 action = rng.choice(["cancel", "cancel", "confirm"])
                 if action == "confirm" and not self._room(recipient.account_id, minutes):
@@ -1093,12 +1094,15 @@ def _at(day: dt.date, hour: int) -> dt.datetime:
 
 
 def load_demo(session, *, size: str = "S", seed: int = 1, slug: str = "riverside", echo=print,
-              progress: bool = False, commit_every: int | None = None, via: str = "bulk"):
+              progress: bool = False, commit_every: int | None = None, via: str = "bulk",
+              end_date: dt.date | None = None):
     """Build the demo community; flushes (and commits only every `commit_every` transfers when asked).
 
     Returns a summary dict. The first (or only) time bank is `slug`; XL adds `slug-2`, `slug-3`...
     `via="bulk"` (the default) writes the rows the services would write, in batches (timebank.demo_bulk);
     `via="services"` calls the services one event at a time (slower; the reference the tests compare with).
+    `end_date` is the story's last day (default END_DATE, a fixed date, so a seed always gives the same rows;
+    `make run` passes yesterday, so the demo is current whenever it is loaded).
     """
     if via not in ("bulk", "services"):
         raise ValueError(f"via must be 'bulk' or 'services', not {via!r}")
@@ -1115,7 +1119,7 @@ def load_demo(session, *, size: str = "S", seed: int = 1, slug: str = "riverside
                           members=max(10, int(spec.members * share)),
                           organisations=max(3, int(spec.organisations * share)),
                           events=int(spec.events * share), logins=bank == 0, echo=echo, progress=progress,
-                          commit_every=commit_every, via=via)
+                          commit_every=commit_every, via=via, end=end_date or END_DATE)
         builder.build_population()
         builder.build_history()
         builder.build_match_history()

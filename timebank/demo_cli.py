@@ -24,7 +24,9 @@ LARGE_COMMIT_EVERY = 2_000
 @click.option("--via", type=click.Choice(["bulk", "services"]), default="bulk", show_default=True,
               help="bulk: the rows the services write, validated in memory and written in batches (triggers on); "
                    "services: one service call per event (the slow reference).")
-def seed_demo_command(size, seed, slug, commit_every, via):
+@click.option("--end-date", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
+              help="The story's last day (default: a fixed date, 2026-10-31, so a seed always gives the same rows).")
+def seed_demo_command(size, seed, slug, commit_every, via, end_date):
     """Build a realistic demo community: the rows the app's own services write, every ledger check on."""
     from timebank import demo
     from timebank.community.models import TimeBank
@@ -36,7 +38,7 @@ def seed_demo_command(size, seed, slug, commit_every, via):
         commit_every = LARGE_COMMIT_EVERY
     try:
         demo.load_demo(db.session, size=size, seed=seed, slug=slug, echo=click.echo, progress=True,
-                       commit_every=commit_every, via=via)
+                       commit_every=commit_every, via=via, end_date=end_date.date() if end_date else None)
     except DomainError as exc:
         db.session.rollback()
         raise click.ClickException(exc.message)

@@ -129,6 +129,30 @@ def test_demo_population_has_people_of_every_kind(session):
     assert all(o.representatives for o in organisations)
 
 
+def test_the_story_can_end_on_any_day(session):
+    """`make run` ends the demo yesterday, so this year's and last month's reports show it."""
+    end = dt.date(2027, 3, 17)
+    demo.load_demo(session, size="XS", seed=7, slug="demo-ends", echo=_quiet, end_date=end)
+    session.flush()
+    timebank = session.scalar(select(TimeBank).where(TimeBank.slug == "demo-ends"))
+    assert_ledger_holds(session, timebank.id)
+    dates = list(session.scalars(select(Transfer.effective_date).where(Transfer.timebank_id == timebank.id)))
+    assert max(dates) <= end and max(dates) >= end - dt.timedelta(days=14)
+    assert min(dates) >= dt.date(2026, 10, 1)  # six months, counted from the end's month
+    assert max(session.scalars(select(Transfer.recorded_at).where(Transfer.timebank_id == timebank.id))).date() <= end
+
+
+@pytest.mark.slow
+def test_seed_if_empty_loads_a_demo_that_ends_yesterday(committed_db, runner):
+    result = runner.invoke(args=["seed", "if-empty"])
+    assert result.exit_code == 0, result.output
+    yesterday = dt.date.today() - dt.timedelta(days=1)
+    latest = committed_db.session.scalar(select(func.max(Transfer.effective_date)))
+    assert yesterday - dt.timedelta(days=14) <= latest <= yesterday
+    again = runner.invoke(args=["seed", "if-empty"])
+    assert again.exit_code == 0 and "already has data" in again.output
+
+
 @pytest.mark.slow
 def test_seed_demo_command_builds_and_refuses_a_taken_slug(committed_db, runner):
     result = runner.invoke(args=["seed", "demo", "--size", "XS", "--seed", "2", "--timebank", "cli-demo"])
