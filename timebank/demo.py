@@ -199,10 +199,7 @@ class ServiceWriter:
         session.info["emails"] = False  # seeded people are not real: no outbox rows (the bulk path writes none)
 
     def _stamp_new(self, session, _context, _instances):
-        for obj in session.new:
-            for name in ("created_at", "recorded_at", "at", "suggested_at"):
-                if hasattr(type(obj), name) and getattr(obj, name) is None:
-                    setattr(obj, name, self.now)
+        _stamp_unset_times(session, self.now)
 
     def __getattr__(self, name):
         return getattr(exchanges, name)  # log_exchange, confirm_exchange, record_group_activity...
@@ -618,10 +615,7 @@ class Builder:
             session.info.pop("clock", None)
 
     def _stamp_match_rows(self, session, _context, _instances):
-        for obj in session.new:
-            for name in ("created_at", "recorded_at", "at"):
-                if hasattr(type(obj), name) and getattr(obj, name) is None:
-                    setattr(obj, name, self._stamp_at)
+        _stamp_unset_times(session, self._stamp_at)
 
     def _match_requests(self, now: dt.datetime):
         session, rng = self.session, self.rng
@@ -636,9 +630,9 @@ class Builder:
             if not found:
                 continue
             # The demo member gets a proposal to answer on their dashboard when they are among the best three.
-            best = next((f for f in found if f.member_id == demo_member), found[0]) if demo_member else found[0]
-            fate = "proposed" if best.member_id == demo_member else _weighted(rng, self.MATCH_FATES)
-            if best.member_id == demo_member:
+            mine = next((f for f in found if f.member_id == demo_member), None)
+            best, fate = (mine, "proposed") if mine else (found[0], _weighted(rng, self.MATCH_FATES))
+            if mine:
                 demo_member = None
             try:
                 with session.begin_nested():
@@ -1072,6 +1066,14 @@ class _Bar:
     def finish(self):
         if self.bar is not None:
             self.bar.__exit__(None, None, None)
+
+
+def _stamp_unset_times(session, when: dt.datetime) -> None:
+    """Before a flush: new rows' creation times from the demo's calendar, where the services left the default."""
+    for obj in session.new:
+        for name in ("created_at", "recorded_at", "at", "suggested_at"):
+            if hasattr(type(obj), name) and getattr(obj, name) is None:
+                setattr(obj, name, when)
 
 
 def _weighted(rng: random.Random, pairs) -> str:

@@ -55,6 +55,7 @@ def reports_session(session=None):
     from timebank.database import is_database_unavailable
 
     if session is not None:
+        tune_for_reports(session)
         yield session
         return
     if not reports_configured():

@@ -7,20 +7,15 @@ Members never see reports.
 """
 from __future__ import annotations
 
-from timebank.community.permissions import role_in, timebanks_where
-from timebank.community.permissions import ROLE_ACTIONS
-
-
-def _holds(user, action: str, timebank_id: int) -> bool:
-    return action in ROLE_ACTIONS.get(role_in(user, timebank_id), ())
+from timebank.community.permissions import can, timebanks_where
 
 
 def can_view_reports(session, user, timebank_id: int) -> bool:
-    return _holds(user, "reports.read", timebank_id)
+    return can(user, "reports.read", timebank_id=timebank_id)
 
 
 def can_close_period(session, user, timebank_id: int) -> bool:
-    return _holds(user, "reports.close_period", timebank_id)
+    return can(user, "reports.close_period", timebank_id=timebank_id)
 
 
 def granted_timebank_ids(session, user) -> list[int]:
