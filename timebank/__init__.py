@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from flask import Flask, render_template, request, session
+from flask import Flask, make_response, render_template, request, session
 from werkzeug.exceptions import HTTPException
 
 from timebank.extensions import api, csrf, db, login_manager, migrate
@@ -92,34 +92,8 @@ def register_request_hooks(app: Flask) -> None:
     def _transaction_mode():
         set_read_only(request.method in ("GET", "HEAD", "OPTIONS"))
 
-    @app.after_request
-    def _commit_once(response):
-        """One transaction per request: commit what succeeded, roll back anything else."""
-        emails_written = db.session.info.pop("outbox_written", False)
-        if response.status_code >= 400:
-            db.session.rollback()
-            return response
-        try:
-            db.session.commit()
-        except Exception as exc:  # a failed commit must not look like success
-            db.session.rollback()
-            return handle_exception(exc)
-        if emails_written and app.config.get("MAIL_SEND_AFTER_COMMIT"):
-            _send_after_commit()
-        return response
-
-    def _send_after_commit():
-        """Optional: try the outbox now that the change is committed; cron's `notifications send` is the
-        guarantee, so any trouble here is logged and left to it."""
-        from timebank.exchanges.outbox import deliver
-
-        try:
-            deliver(db.session, app.config, limit=20)
-        except Exception:  # noqa: BLE001  the answer is already decided; the rows stay pending
-            db.session.rollback()
-            logging.getLogger("timebank.email").warning("after-commit email delivery failed; left for the "
-                                                        "sender job", exc_info=True)
-
+    # Registered before _commit_once so it runs after it (Flask runs after_request hooks in reverse order):
+    # the 503 that a failed commit turns into gets these headers too.
     @app.after_request
     def _security_headers(response):
         headers = response.headers
@@ -138,6 +112,35 @@ def register_request_hooks(app: Flask) -> None:
         if request.endpoint != "static" and ("Authorization" in request.headers or "_user_id" in session):
             headers.setdefault("Cache-Control", "no-store")
         return response
+
+    @app.after_request
+    def _commit_once(response):
+        """One transaction per request: commit what succeeded, roll back anything else."""
+        emails_written = db.session.info.pop("outbox_written", False)
+        if response.status_code >= 400:
+            db.session.rollback()
+            return response
+        try:
+            db.session.commit()
+        except Exception as exc:  # a failed commit must not look like success
+            db.session.rollback()
+            return make_response(handle_exception(exc))  # pages answer a (body, status) pair
+        if emails_written and app.config.get("MAIL_SEND_AFTER_COMMIT"):
+            _send_after_commit()
+        return response
+
+    def _send_after_commit():
+        """Optional: try the outbox now that the change is committed; cron's `notifications send` is the
+        guarantee, so any trouble here is logged and left to it."""
+        from timebank.exchanges.outbox import deliver
+
+        try:
+            deliver(db.session, app.config, limit=20)
+        except Exception:  # noqa: BLE001  the answer is already decided; the rows stay pending
+            db.session.rollback()
+            logging.getLogger("timebank.email").warning("after-commit email delivery failed; left for the "
+                                                        "sender job", exc_info=True)
+
 
 
 def register_blueprints(app: Flask) -> None:

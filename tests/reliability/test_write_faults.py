@@ -217,3 +217,38 @@ def test_page_write_refused_by_database_is_503_page_and_nothing_is_written(commi
     assert "page after outage" in saved.get_data(as_text=True)
     with probe_app.app_context():
         assert [r["text"] for r in probe_note_rows()] == ["page after outage", "page after outage"]
+
+
+@contextlib.contextmanager
+def commit_refused(probe_app):
+    """The database refuses the request's COMMIT itself (disk full, connection lost at the last moment)."""
+    from sqlalchemy.orm import Session
+
+    def refuse(_session):
+        raise sa.exc.OperationalError("COMMIT", {}, Exception("disk I/O error"))
+
+    event.listen(Session, "before_commit", refuse)
+    try:
+        yield
+    finally:
+        event.remove(Session, "before_commit", refuse)
+
+
+def test_a_refused_commit_is_503_with_retry_after_on_the_api_and_pages(committed_db, probe_app, make_person,
+                                                                       api_headers):
+    user, _ = make_person("member", email="commit-outage@example.test")
+    headers = api_headers(user)
+    committed_db.session.commit()
+    committed_db.session.close()
+    client = probe_app.test_client()
+    assert client.post("/login", data={"email": "commit-outage@example.test",
+                                       "password": "pw-123456789"}).status_code == 302
+    with commit_refused(probe_app):
+        api = client.post("/api/v1/probe-notes", json={"text": "x"}, headers={**headers, "Idempotency-Key": "c-1"})
+        page = client.post("/probe-notes", data={"text": "y"})
+    for response in (api, page):
+        assert response.status_code == 503, response.get_data(as_text=True)
+        assert int(response.headers["Retry-After"]) > 0 and "Content-Security-Policy" in response.headers
+    assert api.get_json()["code"] == "service_unavailable" and "Nothing was saved" in page.get_data(as_text=True)
+    with probe_app.app_context():
+        assert probe_note_rows() == []
