@@ -126,3 +126,29 @@ def test_draft_has_every_transfer_column():
     assert set(service._TRANSFER_COLUMNS) | {"id"} == {attr.key for attr in Transfer.__mapper__.column_attrs}
     listed = re.search(r"INSERT INTO transfer \(([^)]*)\)", service._PG_INSERT).group(1)
     assert [c.strip() for c in listed.split(",")] == list(service._TRANSFER_COLUMNS.values())
+
+
+def test_after_a_refused_first_try_the_careful_path_updates_the_loaded_accounts(session, timebank, accounts,
+                                                                                 monkeypatch):
+    """The optimistic write refused (as when another transaction moved an account between the two tries), the
+    careful path writes it: the accounts the caller holds must show the new balances, not the old ones."""
+    import psycopg
+
+    if session.get_bind().dialect.driver != "psycopg":
+        pytest.skip("the two-try write is the PostgreSQL pipeline path")
+    monkeypatch.setattr(service, "USE_PIPELINE", True)
+    m1, m2 = accounts["m1"], accounts["m2"]
+    real, calls = service._check_zero_sum_now, []
+
+    def refuse_first(cursor):
+        calls.append(1)
+        if len(calls) == 1:
+            raise psycopg.errors.IntegrityError("refused on the first try")
+        real(cursor)
+
+    monkeypatch.setattr(service, "_check_zero_sum_now", refuse_first)
+    t = give(session, timebank, m1, m2, 45)
+    assert len(calls) == 2
+    assert (m1.balance_minutes, m2.balance_minutes) == (-45, 45)
+    assert m1.chain_head == t.postings[0].hash
+    assert (m1.balance_minutes, m2.balance_minutes) == (stored_sum(session, m1.id), stored_sum(session, m2.id))

@@ -490,6 +490,7 @@ def _write_pipelined(session, raw, draft: _Draft, postings: list[tuple[int, int]
                 inserted = raw.execute(insert, params)
                 _check_zero_sum_now(util)
                 util.execute("RELEASE SAVEPOINT ledger_write", prepare=False)
+            rows = [_LockedRow(*r) for r in locked.fetchall()]
         except psycopg.errors.IntegrityError:
             # The database refused (a floor, a ceiling, a closed, missing or foreign account). Again, the
             # careful way, for Python's clear refusal: lock, check (raises the LedgerError), insert.
@@ -497,18 +498,20 @@ def _write_pipelined(session, raw, draft: _Draft, postings: list[tuple[int, int]
             with raw.pipeline():
                 raw.execute("SAVEPOINT ledger_write", prepare=False)
                 locked = raw.execute(lock, ids)
-            _check_locked(draft, net, [_LockedRow(*r) for r in locked.fetchall()])
+            rows = [_LockedRow(*r) for r in locked.fetchall()]  # a cursor's rows can be fetched once
+            _check_locked(draft, net, rows)
             with raw.pipeline():
                 inserted = raw.execute(insert, params)
                 _check_zero_sum_now(util)
                 util.execute("RELEASE SAVEPOINT ledger_write", prepare=False)
-        rows = [_LockedRow(*r) for r in locked.fetchall()]
         inserted = inserted.fetchall()
     except BaseException as exc:
         _rollback_savepoint(raw)
         if isinstance(exc, psycopg.Error) and not _is_retryable(exc):
             raise DBAPIError.instance("ledger write", None, exc, psycopg.Error) from exc
         raise
+    finally:
+        util.close()
     if not inserted:
         return None  # a unique key (idempotency key, reversal link) exists; the savepoint is released
     draft.id = inserted[0][0]
