@@ -16,24 +16,23 @@ _begin_mode: contextvars.ContextVar[str] = contextvars.ContextVar("sqlite_begin"
 
 
 @contextlib.contextmanager
-def read_only_transactions():
-    """Within this block, SQLite transactions begin deferred (no write lock)."""
-    token = _begin_mode.set("BEGIN")
+def _begin_as(mode: str):
+    token = _begin_mode.set(mode)
     try:
         yield
     finally:
         _begin_mode.reset(token)
 
 
-@contextlib.contextmanager
+def read_only_transactions():
+    """Within this block, SQLite transactions begin deferred (no write lock)."""
+    return _begin_as("BEGIN")
+
+
 def write_transactions():
     """Within this block, SQLite transactions begin IMMEDIATE (take the write lock first), whatever the request
     said: a job that reads then writes (claiming outbox rows) must not read rows another writer is changing."""
-    token = _begin_mode.set("BEGIN IMMEDIATE")
-    try:
-        yield
-    finally:
-        _begin_mode.reset(token)
+    return _begin_as("BEGIN IMMEDIATE")
 
 
 def set_read_only(flag: bool) -> None:

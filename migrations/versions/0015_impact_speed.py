@@ -1,7 +1,7 @@
 """impact speed: impact_member_month (the person-level roll-up per time bank, month and member), filled from impact_fact
 
 Revision ID: 0015_impact_speed
-Revises: 0012_impact_rollups
+Revises: 0014_matching_funnel
 """
 from alembic import op
 import sqlalchemy as sa

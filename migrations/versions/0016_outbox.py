@@ -1,7 +1,7 @@
 """notifications: a transactional outbox for emails (email_outbox)
 
 Revision ID: 0016_outbox
-Revises: 0012_impact_rollups
+Revises: 0015_impact_speed
 Create Date: 2026-11-23 17:05:00
 
 """

@@ -159,6 +159,19 @@ def test_a_crashed_sender_s_claim_runs_out_and_the_email_is_sent(app, make_perso
     assert _outbox(session)[0].status == "sent"
 
 
+def test_a_big_batch_holds_its_claim_as_long_as_it_could_take_to_send(app, make_person, session, smtp):
+    alice_u, alice = make_person()
+    bob_u, bob = make_person()
+    service.log_exchange(session, user=alice_u, provider_id=alice.id, recipient_id=bob.id, minutes=30,
+                         happened_on=dt.date.today())
+    t0 = dt.datetime(2030, 1, 1, 12, 0)
+    assert len(outbox.claim(session, now=t0, limit=500)) == 1  # a sender that may take 500 x the SMTP timeout
+    still_sending = t0 + dt.timedelta(seconds=outbox.SMTP_TIMEOUT_SECONDS * 500)
+    assert still_sending > t0 + outbox.LEASE
+    assert outbox.deliver(session, app.config, now=still_sending).claimed == 0  # nobody takes it meanwhile
+    assert smtp.sent == []
+
+
 def test_an_erased_member_gets_no_email(app, make_person, session, smtp):
     alice_u, alice = make_person()
     bob_u, bob = make_person()

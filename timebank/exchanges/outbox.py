@@ -33,8 +33,14 @@ log = logging.getLogger("timebank.email")
 
 DEFAULT_BATCH = 50
 DEFAULT_MAX_ATTEMPTS = 8
-# Longer than a batch can take: 50 messages x the 10 s SMTP timeout is under 10 minutes.
+SMTP_TIMEOUT_SECONDS = 10
+# A claim is held longer than its batch can take (each message at most the SMTP timeout, plus connecting), so
+# no other sender takes the rows while they are being sent; at least LEASE.
 LEASE = dt.timedelta(minutes=10)
+
+
+def lease_for(limit: int) -> dt.timedelta:
+    return max(LEASE, dt.timedelta(seconds=SMTP_TIMEOUT_SECONDS * (limit + 1) + 60))
 BACKOFF_BASE = dt.timedelta(minutes=1)
 BACKOFF_CAP = dt.timedelta(hours=6)
 
@@ -81,7 +87,7 @@ def claim(session, *, now: dt.datetime, limit: int = DEFAULT_BATCH) -> list[Clai
         rows = session.execute(query).all()
         if rows:
             session.execute(update(EmailOutbox).where(EmailOutbox.id.in_([r.id for r in rows]))
-                            .values(attempts=EmailOutbox.attempts + 1, next_attempt_at=now + LEASE)
+                            .values(attempts=EmailOutbox.attempts + 1, next_attempt_at=now + lease_for(limit))
                             .execution_options(synchronize_session=False))
         session.commit()
     return [Claimed(id=r.id, attempt=r.attempts + 1, kind=r.kind, subject=r.subject, body=r.body,
@@ -113,7 +119,7 @@ def _transport(config):
         yield _LogTransport()
         return
     port = int(config.get("SMTP_PORT") or config.get("MAIL_PORT") or 25)
-    with smtplib.SMTP(host, port, timeout=10) as smtp:
+    with smtplib.SMTP(host, port, timeout=SMTP_TIMEOUT_SECONDS) as smtp:
         if config.get("MAIL_USE_TLS"):
             smtp.starttls()
         if config.get("MAIL_USERNAME"):

@@ -589,15 +589,16 @@ def record_group_activity(session, *, user: User, organisation_id: int, title: s
     check_date(happened_on, timebank, today)
     org_side = Side(organisation=organisation)
     check_side_active(org_side, timebank)
-    # One query for every participant (resolve_side then finds them in the session), not one each.
+    # One query for every participant, not one each; resolve_side answers for any id not found.
     wanted = [m for m, _ in participants if isinstance(m, int) and not isinstance(m, bool)]
-    loaded = list(session.scalars(select(Membership).where(Membership.id.in_(wanted)))) if wanted else []  # noqa: F841
+    found = {m.id: m for m in session.scalars(select(Membership).where(Membership.id.in_(wanted)))} if wanted else {}
     seen, sides = set(), []
     for membership_id, minutes in participants:
         if membership_id in seen:
             raise ExchangeRuleBroken(f"Member {membership_id} is listed twice.", code="duplicate_participant")
         seen.add(membership_id)
-        side = resolve_side(session, membership_id=membership_id)
+        member = found.get(membership_id)
+        side = Side(membership=member) if member is not None else resolve_side(session, membership_id=membership_id)
         check_side_active(side, timebank)
         check_minutes(minutes, timebank)
         sides.append((side, minutes))
