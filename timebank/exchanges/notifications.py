@@ -7,10 +7,14 @@ from timebank.exchanges.models import (NOTIFICATION_KINDS, EmailOutbox, Notifica
                                        utcnow)
 
 
+# (in_app, email) when the member has not chosen: both on.
+DEFAULT_CHOICE = (True, True)
+
+
 def preference(session, user_id: int, kind: str) -> tuple[bool, bool]:
     """(in_app, email) for this user and kind; both on unless the member turned them off."""
     row = session.get(NotificationPreference, (user_id, kind))
-    return (True, True) if row is None else (row.in_app, row.email)
+    return DEFAULT_CHOICE if row is None else (row.in_app, row.email)
 
 
 def preferences(session, user_id: int) -> dict[str, tuple[bool, bool]]:
@@ -57,7 +61,7 @@ def notify_all(session, items) -> None:
     emails_on = session.info.get("emails", True)
     notes, emails = [], []
     for user_id, kind, message, timebank_id, exchange_id in items:
-        in_app, email = chosen.get((user_id, kind), (True, True))
+        in_app, email = chosen.get((user_id, kind), DEFAULT_CHOICE)
         if in_app:
             notes.append({"user_id": user_id, "kind": kind, "message": message, "timebank_id": timebank_id,
                           "exchange_id": exchange_id, "created_at": now})

@@ -75,9 +75,9 @@ def _chunks(values: list, size: int = _CHUNK):
         yield values[start:start + size]
 
 
-def _empty(stats=None) -> Candidates:
+def _empty() -> Candidates:
     none = np.zeros(0, dtype=np.int64)
-    return Candidates(none, none, np.zeros(0), stats or {}, none, np.zeros(0), {"keys": none})
+    return Candidates(none, none, np.zeros(0), {}, none, np.zeros(0), {"keys": none})
 
 
 def plan_candidates(session, requests: list[HelpRequest], *, timebank: TimeBank, weights: dict[str, float],
