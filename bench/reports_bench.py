@@ -4,7 +4,11 @@
 
 Generates its own bulk data (executemany on SQLite, COPY on PostgreSQL) into a scratch database,
 then times the whole dashboard request (queries + template + SVG) with a logged-in broker.
-Sizes: S 300 members / 10k transfers, M 2,000 / 100k, L 5,000 / 300k, XL 20,000 / 1M.
+Sizes (members / organisations / transfers / years, the dashboard reads the last year, 2025):
+S 300 / 5 / 10k / 2, M 2,000 / 20 / 100k / 2, L 5,000 / 50 / 300k / 2, XL 100,000 / 3,000 / 1M / 5 (the shape of
+the XL demo community the impact issue names: members join over the five years and only members who have joined
+trade, a few very active and most rarely), XL-dense 20,000 / 200 / 1M / 2 (the bench's XL before: every member
+trades about 50 times a year with a new partner each time, so the year read holds 500k transfers, not ~200k).
 """
 from __future__ import annotations
 
@@ -24,14 +28,15 @@ sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
 
-SIZES = {"S": (300, 10_000), "M": (2_000, 100_000), "L": (5_000, 300_000), "XL": (20_000, 1_000_000)}
+# size -> (members, transfers, organisations, years ending 2025-12-31, realistic activity)
+SIZES = {"S": (300, 10_000, 5, 2, False), "M": (2_000, 100_000, 20, 2, False), "L": (5_000, 300_000, 50, 2, False),
+         "XL": (100_000, 1_000_000, 3_000, 5, True), "XL-dense": (20_000, 1_000_000, 200, 2, False)}
 TYPES = ("co_commissioning", "co_design", "co_delivery", "co_assessment")
 AREAS = ("community_safety", "local_environment", "public_health", "social_care", "education", "housing", "other")
 WARDS = [f"Ward {i}" for i in range(1, 21)]
 AGES = ("16-24", "25-34", "35-44", "45-54", "55-64", "65+")
 GENDERS = ("female", "male", "non-binary", None)
 END = dt.date(2025, 12, 31)
-START = dt.date(2024, 1, 1)
 
 
 def _insert(raw, dialect, table, cols, rows):
@@ -55,7 +60,8 @@ def generate(app, size: str, seed: int = 7) -> dict:
     from timebank.ledger.service import system_account
 
     rng = random.Random(seed)
-    n_members, n_transfers = SIZES[size]
+    n_members, n_transfers, n_orgs, years, realistic = SIZES[size]
+    start = dt.date(END.year - years + 1, 1, 1)
     with app.app_context():
         tb = create_timebank(db.session, slug="bench", name="Bench Time Bank")
         tb.settings = {"impact": {"rates": [
@@ -83,7 +89,7 @@ def generate(app, size: str, seed: int = 7) -> dict:
         users, accounts, members, orgs = [], [], [], []
         member_accounts, member_ids, joined = [], [], {}
         for i in range(n_members):
-            joined_on = START + dt.timedelta(days=rng.randrange((END - START).days))
+            joined_on = start + dt.timedelta(days=rng.randrange((END - start).days))
             consent = rng.random() < 0.7
             users.append((uid + i, f"m{i}-{uuid.uuid4().hex[:6]}@bench.test", f"Member {i}", "email", True, now))
             accounts.append((aid + i, tb_id, "member", f"Member {i}", "open", 0, now))
@@ -93,7 +99,7 @@ def generate(app, size: str, seed: int = 7) -> dict:
             member_ids.append(mid + i)
             joined[mid + i] = joined_on
         org_accounts = []
-        for j in range(max(5, n_members // 100)):
+        for j in range(n_orgs):
             accounts.append((aid + n_members + j, tb_id, "organisation", f"Org {j}", "open", 0, now))
             orgs.append((oid + j, tb_id, f"Org {j}", "charity", "active", aid + n_members + j, now))
             org_accounts.append((oid + j, aid + n_members + j))
@@ -115,12 +121,27 @@ def generate(app, size: str, seed: int = 7) -> dict:
             postings.append((p_id, transfer_row[0], account, minutes, prev, link))
         t, p, e = tid, pid, eid
         reversible = []
+        # Realistic activity: members (in joining order) who have joined by the day, the earliest far more often
+        # (a core of very active members, most trading rarely or never).
+        by_joining = sorted(range(n_members), key=lambda i: joined[member_ids[i]])
+        joined_days = [joined[member_ids[i]] for i in by_joining]
+
+        def members_on(day, k):
+            if not realistic:
+                return rng.sample(range(n_members), k)
+            import bisect
+            n = max(k + 1, bisect.bisect_right(joined_days, day))
+            chosen = set()
+            while len(chosen) < k:
+                chosen.add(by_joining[int(n * rng.random() ** 2.5)])
+            return list(chosen)
+
         for _ in range(n_transfers):
-            day = START + dt.timedelta(days=rng.randrange((END - START).days + 1))
+            day = start + dt.timedelta(days=rng.randrange((END - start).days + 1))
             roll = rng.random()
             ctype, area, cat = rng.choice(TYPES), rng.choice(AREAS), rng.choice(categories)
             if roll < 0.86:  # person to person
-                a, b = rng.sample(range(n_members), 2)
+                a, b = members_on(day, 2)
                 minutes = rng.choice((30, 60, 60, 90, 120, 180))
                 transfers.append((t, tb_id, "exchange", "", day, now, None, "{}"))
                 add_posting(p, transfers[-1], member_accounts[b], -minutes)
@@ -133,7 +154,7 @@ def generate(app, size: str, seed: int = 7) -> dict:
                 p, e = p + 2, e + 1
             elif roll < 0.93:  # group activity with 3 participants
                 org_id, org_account = rng.choice(org_accounts)
-                people = rng.sample(range(n_members), 3)
+                people = members_on(day, 3)
                 minutes = rng.choice((60, 120, 180))
                 transfers.append((t, tb_id, "group_activity", "", day, now, None, "{}"))
                 add_posting(p, transfers[-1], org_account, -3 * minutes)
@@ -144,7 +165,7 @@ def generate(app, size: str, seed: int = 7) -> dict:
                                       ctype, area, False, True, None, "confirmed", logger_id, t, now, False, "{}"))
                     p, e = p + 1, e + 1
             elif roll < 0.98:  # pot donation or grant
-                a = member_accounts[rng.randrange(n_members)]
+                a = member_accounts[members_on(day, 1)[0]]
                 minutes = 60
                 if roll < 0.955:
                     transfers.append((t, tb_id, "donation", "", day, now, None, "{}"))
@@ -234,6 +255,11 @@ def generate(app, size: str, seed: int = 7) -> dict:
         rebuild_rollups(db.session, tb_id)
         db.session.commit()
         print(f"  roll-up rebuilt in {time.perf_counter() - t0:.1f} s", flush=True)
+        if dialect == "postgresql":
+            # What autovacuum does soon after a load on a live server: the visibility map lets index-only scans
+            # skip the heap, and the planner gets fresh statistics.
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql("VACUUM (ANALYZE)")
     return {"members": n_members, "transfers": len(transfers), "postings": len(postings),
             "exchanges": len(exchanges)}
 
@@ -326,8 +352,8 @@ def main() -> None:
         try:
             r = run(admin_url.set(database=name).render_as_string(hide_password=False), args.pg_size, args.runs,
                     "PostgreSQL", reuse=bool(args.pg_database))
-            print(f"  target XL on PostgreSQL < 1000 ms: "
-                  f"{'met' if r['median_ms'] < 1000 and args.pg_size == 'XL' else 'NOT met' if args.pg_size == 'XL' else 'not measured at XL'}")
+            verdict = ("met" if r["median_ms"] < 1000 else "NOT met") if args.pg_size == "XL" else "not measured at XL"
+            print(f"  target XL on PostgreSQL < 1000 ms: {verdict}")
         finally:
             if not args.pg_database:
                 with admin.connect() as conn:

@@ -5,7 +5,7 @@ import pytest
 
 from tests.impact.fixed_community import Q1, build
 from timebank.impact import queries
-from timebank.impact.report import build_report
+from timebank.impact.report import build_report, previous_period
 
 D = dt.date
 
@@ -36,10 +36,22 @@ def test_hours_reconcile_with_ledger(session, community):
 
 def test_previous_period_and_change(session, community):
     report = build_report([community["timebank"]], *Q1)
-    assert report["previous_period"] == {"from": "2024-10-03", "to": "2024-12-31"}
+    assert report["previous_period"] == {"from": "2024-10-01", "to": "2024-12-31"}  # the quarter before
     assert report["previous"]["minutes_delivered"] == 75
     assert report["previous"]["members_active"] == 2  # the reversed December exchange does not count
     assert report["change"]["minutes_delivered"] == 705
+
+
+@pytest.mark.parametrize("period, previous", [
+    ((D(2025, 1, 1), D(2025, 3, 31)), (D(2024, 10, 1), D(2024, 12, 31))),  # a quarter: the quarter before
+    ((D(2025, 4, 1), D(2026, 3, 31)), (D(2024, 4, 1), D(2025, 3, 31))),  # a financial year: the year before
+    ((D(2024, 3, 1), D(2024, 3, 31)), (D(2024, 2, 1), D(2024, 2, 29))),  # a month: the month before (leap year)
+    ((D(2025, 1, 1), D(2025, 12, 31)), (D(2024, 1, 1), D(2024, 12, 31))),  # not 2024-01-02: whole months
+    ((D(2025, 1, 10), D(2025, 1, 19)), (D(2024, 12, 31), D(2025, 1, 9))),  # other periods: as many days
+    ((D(2025, 2, 1), D(2025, 2, 20)), (D(2025, 1, 12), D(2025, 1, 31))),
+])
+def test_previous_period_is_as_many_whole_months_or_days(period, previous):
+    assert previous_period(*period) == previous
 
 
 def test_trend_by_month(session, community):

@@ -14,7 +14,12 @@ HEADLINE_FIELDS = ("minutes_delivered", "hours_delivered", "exchanges", "members
                    "members_new", "organisations_taking_part", "members_gave_and_received")
 
 def previous_period(start: dt.date, end: dt.date) -> tuple[dt.date, dt.date]:
-    """The period of equal length just before [start, end]."""
+    """The period just before [start, end]: as many whole months when the period is whole months (a quarter is
+    compared with the quarter before, a calendar or financial year with the year before), else as many days."""
+    if start.day == 1 and (end + dt.timedelta(days=1)).day == 1:
+        months = (end.year - start.year) * 12 + end.month - start.month + 1
+        first = start.year * 12 + start.month - 1 - months
+        return dt.date(first // 12, first % 12 + 1, 1), start - dt.timedelta(days=1)
     days = (end - start).days + 1
     return start - dt.timedelta(days=days), start - dt.timedelta(days=1)
 
