@@ -32,8 +32,8 @@ def _suppressed_breakdown(rows: list[dict], previous: list[dict] | None = None) 
     """
     previous = previous or []
     before = {r["label"]: r for r in previous}
-    labels = [r["label"] for r in rows] + [r["label"] for r in previous if r["label"] not in
-                                           {row["label"] for row in rows}]
+    shown_now = {r["label"] for r in rows}
+    labels = [r["label"] for r in rows] + [r["label"] for r in previous if r["label"] not in shown_now]
     now = {r["label"]: r for r in rows}
     cur = {label: now.get(label, {"minutes": 0, "people": 0}) for label in labels}
     old = {label: before.get(label, {"minutes": 0, "people": 0}) for label in labels}
