@@ -72,10 +72,12 @@ def test_email_is_sent_after_commit_not_in_the_request(app, client, make_person,
     assert smtp.sent == []  # the request only wrote the outbox row
     [row] = _outbox(session)
     assert (row.user_id, row.kind, row.status) == (bob_u.id, "exchange_to_confirm", "pending")
+    body = row.body
+    assert body
     result = outbox.deliver(session, app.config)
     assert result.sent == [row.id]
-    assert smtp.sent == [(bob_u.email, "An exchange waits for me to confirm it", row.body)]
-    assert _outbox(session)[0].status == "sent"
+    assert smtp.sent == [(bob_u.email, "An exchange waits for me to confirm it", body)]
+    assert (_outbox(session)[0].status, _outbox(session)[0].body) == ("sent", "")  # the text is not kept
     assert outbox.deliver(session, app.config).claimed == 0  # sent once, not again
 
 
@@ -314,3 +316,24 @@ def test_sent_emails_are_deleted_after_the_keep_days_and_failed_ones_kept(commit
     assert result.exit_code == 0, result.output
     assert "1 sent email(s) older than 30 days deleted." in result.output
     assert [r.status for r in _outbox(session)] == ["pending"]  # the undelivered one is kept
+
+
+def test_a_password_link_is_mailed_through_the_outbox_and_not_kept(app, client, make_person, session, smtp):
+    user, _ = make_person()
+    session.commit()
+    response = client.post("/password/forgot", data={"email": user.email})
+    assert response.status_code == 200
+    assert smtp.sent == []  # no SMTP conversation during the request
+    [row] = _outbox(session)
+    assert (row.user_id, row.kind, row.status) == (user.id, "password_reset", "pending")
+    assert outbox.deliver(session, app.config).sent == [row.id]
+    [(to, subject, body)] = smtp.sent
+    assert (to, subject) == (user.email, "Reset your time bank password")
+    link = body.split("http://localhost")[1].split()[0]
+    assert client.get(link).status_code == 200  # the mailed link works
+    assert (_outbox(session)[0].status, _outbox(session)[0].body) == ("sent", "")  # the link is not kept
+
+
+def test_an_unknown_address_gets_no_password_email(client, session, smtp):
+    assert client.post("/password/forgot", data={"email": "nobody-here@example.test"}).status_code == 200
+    assert _outbox(session) == []

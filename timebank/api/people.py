@@ -181,9 +181,9 @@ def create_member(body):
     membership = people.add_member_directly(db.session, timebank=timebank, actor=actor, email=body["email"],
                                             display_name=body["display_name"], password=body["password"])
     if not body["password"]:
-        from timebank.community.passwords import send_password_link
+        from timebank.password_mail import mail_password_link
 
-        send_password_link(current_app, membership.user, purpose="set")
+        mail_password_link(db.session, membership.user, purpose="set")
     return membership
 
 

@@ -1,15 +1,12 @@
 """Password reset and set-password links: signed, expiring, single-use in effect.
 
 The token carries the user id and a fingerprint of the current password hash, so it stops
-working once the password changes. Links are mailed by SMTP when MAIL_SERVER is configured,
-otherwise written to the log (development).
+working once the password changes. The email is written to the outbox in the same transaction as the change
+that asks for it (a new member, a reset request) and sent by `flask notifications send`, never during the request.
 """
 from __future__ import annotations
 
 import hashlib
-import logging
-import smtplib
-from email.message import EmailMessage
 
 from flask import url_for
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -18,7 +15,6 @@ from timebank.community.auth import check_password_policy, hash_password
 from timebank.community.models import User
 from timebank.errors import DomainError
 
-log = logging.getLogger("timebank.mail")
 SALT = "password-reset"
 
 
@@ -58,28 +54,11 @@ def set_password(session, user: User, password: str) -> None:
     session.flush()
 
 
-def send_password_link(app, user: User, *, purpose: str = "reset") -> str:
-    """Send (or log) a link to set a new password; returns the link."""
+def password_email(app, user: User, *, purpose: str = "reset") -> tuple[str, str, str]:
+    """(subject, body, link) of the email that lets this user choose a password. Sending is the edges' part:
+    they put it in the email outbox with the change that asked for it (timebank/password_mail.py)."""
     link = url_for("people.reset_password", token=make_token(app, user), _external=True)
     subject = "Set your time bank password" if purpose == "set" else "Reset your time bank password"
     body = (f"Hello {user.display_name},\n\nUse this link within an hour to choose a password:\n{link}\n\n"
             "If you did not ask for this, you can ignore this email.\n")
-    server = app.config.get("MAIL_SERVER")
-    if server:
-        message = EmailMessage()
-        message["Subject"] = subject
-        message["From"] = app.config.get("MAIL_DEFAULT_SENDER", "timebank@localhost")
-        message["To"] = user.email
-        message.set_content(body)
-        try:
-            with smtplib.SMTP(server, int(app.config.get("MAIL_PORT", 25)), timeout=10) as smtp:
-                if app.config.get("MAIL_USE_TLS"):
-                    smtp.starttls()
-                if app.config.get("MAIL_USERNAME"):
-                    smtp.login(app.config["MAIL_USERNAME"], app.config.get("MAIL_PASSWORD", ""))
-                smtp.send_message(message)
-        except (OSError, smtplib.SMTPException) as exc:
-            log.error("could not send the password email to user %s: %s", user.id, exc)
-    else:
-        log.info("password link for user %s (development, no MAIL_SERVER): %s", user.id, link)
-    return link
+    return subject, body, link

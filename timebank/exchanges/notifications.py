@@ -77,6 +77,15 @@ def notify_all(session, items) -> None:
         session.info["outbox_written"] = True
 
 
+def queue_email(session, *, user_id: int, kind: str, subject: str, body: str) -> None:
+    """Put one email in the outbox, in the caller's transaction (sent after commit; nothing if rolled back)."""
+    now = utcnow()
+    session.execute(insert(EmailOutbox), [{"user_id": user_id, "kind": kind, "subject": subject, "body": body,
+                                           "status": "pending", "attempts": 0, "next_attempt_at": now,
+                                           "created_at": now}])
+    session.info["outbox_written"] = True
+
+
 def unread_count(session, user_id: int) -> int:
     return session.scalar(select(func.count(Notification.id)).where(Notification.user_id == user_id,
                                                                     Notification.read_at.is_(None))) or 0

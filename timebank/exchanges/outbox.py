@@ -171,10 +171,12 @@ def _record(session, items: list[Claimed], result: DeliveryResult, errors: dict[
             max_attempts: int) -> None:
     by_id = {item.id: item for item in items}
     with write_transactions():
+        # Once sent (or skipped), the text is not kept: it may hold a password link, and the in-app notification
+        # keeps what a member was told.
         for outbox_id in result.sent:
-            _finish(session, by_id[outbox_id], status="sent", sent_at=utcnow(), last_error=None)
+            _finish(session, by_id[outbox_id], status="sent", sent_at=utcnow(), last_error=None, body="")
         for outbox_id in result.skipped:
-            _finish(session, by_id[outbox_id], status="skipped", last_error="member erased")
+            _finish(session, by_id[outbox_id], status="skipped", last_error="member erased", body="")
         for outbox_id, error in errors.items():
             item = by_id[outbox_id]
             if item.attempt >= max_attempts:
@@ -221,8 +223,8 @@ def retry_failed(session) -> int:
 
 
 def purge_delivered(session, *, now: dt.datetime | None = None, keep_days: int = 30) -> int:
-    """Delete sent and skipped emails older than `keep_days` (their text is personal data that the in-app
-    notification already keeps). Failed and pending ones stay until they are delivered."""
+    """Delete sent and skipped emails older than `keep_days` (their text is already blanked when sent; the row
+    says who was mailed what kind of message, and when). Failed and pending ones stay until they are delivered."""
     cutoff = (now or utcnow()) - dt.timedelta(days=keep_days)
     with write_transactions():
         count = session.execute(delete(EmailOutbox).where(EmailOutbox.status.in_(("sent", "skipped")),

@@ -98,9 +98,9 @@ def join():
             if application is None:
                 # Same answer as a new application, so the page never reveals who has an account.
                 from timebank.community.auth import user_by_email
-                from timebank.community.passwords import send_password_link
+                from timebank.password_mail import mail_password_link
 
-                send_password_link(current_app, user_by_email(db.session, email))
+                mail_password_link(db.session, user_by_email(db.session, email))
         except DomainError as exc:
             return render_template("people/join.html", banks=banks, error=exc.message), exc.status
         return render_template("people/join_done.html")
@@ -111,11 +111,11 @@ def join():
 def forgot_password():
     if request.method == "POST":
         from timebank.community.auth import user_by_email
-        from timebank.community.passwords import send_password_link
+        from timebank.password_mail import mail_password_link
 
         user = user_by_email(db.session, request.form.get("email", "")[:320])
         if user is not None and user.is_active:
-            send_password_link(current_app, user)
+            mail_password_link(db.session, user)
         # The same words whether the email is known or not.
         return render_template("people/forgot_done.html")
     return render_template("people/forgot.html")
@@ -265,9 +265,9 @@ def directory():
                 display_name=request.form.get("display_name", "")[:120], password=password,
                 ward=(request.form.get("ward") or "").strip()[:100] or None)
             if password is None:
-                from timebank.community.passwords import send_password_link
+                from timebank.password_mail import mail_password_link
 
-                send_password_link(current_app, membership.user, purpose="set")
+                mail_password_link(db.session, membership.user, purpose="set")
             flash(f"{membership.user.display_name} is added with an account.", "success")
             return redirect(url_for("people.directory"))
         except DomainError as exc:
