@@ -225,6 +225,11 @@ def build_db(url, n_members, seed, n_requests=60):
                "description": "weekday mornings, tools provided", "remote": False, "availability": 0,
                "status": "open", "created_at": now, "expires_at": now + dt.timedelta(days=60)}
               for m, c in list(skills)[: n_members // 2]]
+    today = now.date()
+    if DATED:  # half the offers for a stretch of days in the next three months
+        for offer in offers[::2]:
+            offer["starts_on"] = today + dt.timedelta(days=int(rng.integers(0, 90)))
+            offer["ends_on"] = offer["starts_on"] + dt.timedelta(days=int(rng.integers(0, 30)))
     db.session.execute(insert(Offer), offers)
     requests = []
     organisation = None
@@ -246,7 +251,7 @@ def build_db(url, n_members, seed, n_requests=60):
             description="weeding and tidying", latitude=CENTRE[0] + y / 111.0,
             longitude=CENTRE[1] + x / (111.0 * math.cos(math.radians(53.8))),
             availability=int(rng.integers(0, 1 << 21) & rng.integers(0, 1 << 21)), created_at=now,
-            expires_at=now + dt.timedelta(days=60)))
+            expires_at=now + dt.timedelta(days=60), **_dates(rng, today)))
     db.session.add_all(requests)
     db.session.commit()
     if db.engine.dialect.name == "postgresql":
@@ -255,6 +260,17 @@ def build_db(url, n_members, seed, n_requests=60):
         db.session.execute(text("ANALYZE"))
         db.session.commit()
     return app, ctx, requests
+
+
+DATED = False  # --dated: requests for a day or a few days in the next two months, as real ones mostly are
+
+
+def _dates(rng, today: dt.date) -> dict:
+    """A request's dates with --dated (about 400 distinct date ranges among 5,000 requests), else none."""
+    if not DATED:
+        return {}
+    starts_on = today + dt.timedelta(days=int(rng.integers(1, 60)))
+    return {"starts_on": starts_on, "ends_on": starts_on + dt.timedelta(days=int(rng.choice((0, 0, 1, 2, 6))))}
 
 
 def suggestion_case(url, n_members, seed):
@@ -353,7 +369,11 @@ def main():
     parser.add_argument("--plan-size", default="2000x5000", metavar="VOLUNTEERSxREQUESTS",
                         help="size of the app-plan case (default 2000x5000)")
     parser.add_argument("--pg-only", action="store_true", help="with --pg: skip SQLite")
+    parser.add_argument("--dated", action="store_true",
+                        help="requests and half the offers have dates (many distinct date ranges), as real ones do")
     args = parser.parse_args()
+    global DATED
+    DATED = args.dated
     sizes = [300, 1000] if args.quick else [300, 1000, 5000, 20000]
     if args.sizes:
         sizes = [int(n) for n in args.sizes.split(",")]

@@ -59,7 +59,10 @@ class Candidates:
         distance = None if np.isnan(distance) else distance
         member = ctx["members"][member_id]
         s = self.stats.get(member_id, _NO_STATS)
-        words = ctx["words"][(request.starts_on, request.ends_on)].get(member_id, set()) | member["bio_words"]
+        words = member["bio_words"].union(*(offered for starts_on, ends_on, expires_at, offered in
+                                             ctx["offers_of"].get(member_id, ())
+                                             if offer_overlaps(starts_on, ends_on, expires_at, request.starts_on,
+                                                               request.ends_on)))
         request_words = ctx["request_words"][request_id]
         slots = member["slots"]
         common = (request.availability & slots) if request.availability else slots
@@ -171,21 +174,36 @@ def plan_candidates(session, requests: list[HelpRequest], *, timebank: TimeBank,
     request_words = {r.id: scoring.tokens(f"{r.title} {r.description}") for r in requests}
     rwords_len = np.array([len(request_words[r.id]) for r in requests], dtype=np.int64)
 
+    # Requests are taken a date range at a time: which offers count (live in the range) depends on it. Real
+    # requests mostly have dates, so there are hundreds of ranges: what does not depend on the range is done once
+    # (the skill pairs sorted by category, the offers' dates as arrays), and per range only the members in its
+    # edges are looked at.
     windows: dict[tuple, list[int]] = {}
     for i, r in enumerate(requests):
         windows.setdefault((r.starts_on, r.ends_on), []).append(i)
-    window_words: dict[tuple, dict[int, set[str]]] = {}
+    skill_source = _pair_source([(pos_of[mid], cid) for mid, cid in skill_pairs if mid in pos_of])
+    offer_pos = np.array([pos_of[o[0]] for o in offers], dtype=np.int64)
+    offer_cid = np.array([o[1] for o in offers], dtype=np.int64)
+    never, always = dt.date.min.toordinal(), dt.date.max.toordinal()
+    offer_start = np.array([never if o[2] is None else o[2].toordinal() for o in offers], dtype=np.int64)
+    offer_end = np.array([always if o[3] is None else o[3].toordinal() for o in offers], dtype=np.int64)
+    offer_expires = np.array([o[4] for o in offers], dtype="datetime64[us]")
+    # Words as columns of one vocabulary for the whole plan: members' bios, offers and requests as sparse rows.
+    bio_rows, offer_rows, request_rows = _word_rows([members[int(mid)]["bio_words"] for mid in mids], offer_words,
+                                                    [request_words[r.id] for r in requests])
     parts = []
     for window, positions in windows.items():
         starts_on, ends_on = window
-        live = [k for k, o in enumerate(offers) if offer_overlaps(o[2], o[3], o[4], starts_on, ends_on)]
-        words: dict[int, set[str]] = {}
-        for k in live:
-            words.setdefault(offers[k][0], set()).update(offer_words[k])
-        window_words[window] = words
-        pairs = set(skill_pairs)
-        pairs.update((offers[k][0], offers[k][1]) for k in live)
-        part = _window_edges(positions, pairs, pos_of, fits, requests)
+        # offer_overlaps(), on every offer at once
+        live = np.ones(len(offers), dtype=bool)
+        if ends_on is not None:
+            live &= offer_start <= ends_on.toordinal()
+        if starts_on is not None:
+            live &= (offer_end >= starts_on.toordinal()) & (
+                offer_expires > np.datetime64(dt.datetime.combine(starts_on, dt.time()), "us"))
+        part = _window_edges(positions, [skill_source, _pair_source(list(zip(offer_pos[live].tolist(),
+                                                                              offer_cid[live].tolist())))],
+                             fits, requests)
         if part is None:
             continue
         e_r, e_m, e_fit, e_cid = part
@@ -208,12 +226,19 @@ def plan_candidates(session, requests: list[HelpRequest], *, timebank: TimeBank,
                                                              mlat[e_m][with_distance], mlon[e_m][with_distance])
         keep = ~(distance > radius)
         e_r, e_m, e_fit, e_cid, distance = e_r[keep], e_m[keep], e_fit[keep], e_cid[keep], distance[keep]
-        # Text: the overlap of the request's words with the member's (offers live in this window, and bio).
-        member_sets = [words.get(int(mid), set()) | members[int(mid)]["bio_words"] for mid in mids]
-        common = _common_words([request_words[requests[i].id] for i in positions], member_sets, positions, e_r, e_m)
-        mlen = np.array([len(ws) for ws in member_sets], dtype=np.int64)
+        # Text: the overlap of the request's words with the member's (offers live in this range, and bio), for
+        # the members in this range's edges only: their bio rows plus the rows of their live offers.
+        in_edges, local_m = np.unique(e_m, return_inverse=True)
+        local_m = local_m.reshape(-1)
+        live_k = np.flatnonzero(live)
+        owns = csr_matrix((np.ones(len(live_k), dtype=np.int32), (offer_pos[live_k], live_k)),
+                          shape=(n_members, len(offers)))
+        member_rows = (bio_rows + owns @ offer_rows)[in_edges]
+        member_rows.data[:] = 1  # a word in the bio and an offer, or in two offers, counts once
+        common = _common_words(request_rows[positions], member_rows, positions, e_r, local_m)
+        mlen = np.diff(member_rows.indptr)
         parts.append((e_r, e_m, e_fit, e_cid, distance,
-                      scoring.text_similarity_array(common, rwords_len[e_r], mlen[e_m])))
+                      scoring.text_similarity_array(common, rwords_len[e_r], mlen[local_m])))
     if not parts:
         return _empty()
     e_r, e_m, e_fit, e_cid, distance, text = (np.concatenate(c) for c in zip(*parts))
@@ -245,20 +270,23 @@ def plan_candidates(session, requests: list[HelpRequest], *, timebank: TimeBank,
         stats={int(mids[i]): stats.get(int(mids[i]), dict(_NO_STATS)) for i in used},
         category_id=e_cid[order], distance_km=distance[order],
         _context={"keys": keys[order], "requests": {r.id: r for r in requests}, "members": members,
-                  "words": window_words, "request_words": request_words, "category_names": category_names,
+                  "offers_of": _offers_by_member(offers, offer_words), "request_words": request_words,
+                  "category_names": category_names,
                   "fits": fits})
 
 
-def _window_edges(positions: list[int], pairs: set, pos_of: dict[int, int], fits: dict, requests: list):
-    """(request position, member position, fit value, category id) of each request's best category fit per
-    member: the highest fit, then the lowest category id (as suggestions() picks)."""
-    pairs = [(pos_of[mid], cid) for mid, cid in pairs if mid in pos_of]
-    if not pairs:
-        return None
+def _pair_source(pairs: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """(member positions, category ids) of (member position, category id) pairs, sorted by category."""
     pm = np.array([p[0] for p in pairs], dtype=np.int64)
     pc = np.array([p[1] for p in pairs], dtype=np.int64)
     order = np.argsort(pc, kind="stable")
-    pm, pc = pm[order], pc[order]
+    return pm[order], pc[order]
+
+
+def _window_edges(positions: list[int], sources: list[tuple[np.ndarray, np.ndarray]], fits: dict, requests: list):
+    """(request position, member position, fit value, category id) of each request's best category fit per
+    member: the highest fit, then the lowest category id (as suggestions() picks). `sources`: (member positions,
+    category ids) sorted by category (_pair_source); a pair in two sources counts once."""
     fam_r, fam_c, fam_fit = [], [], []
     for i in positions:
         for cid, fit in fits[requests[i].id].items():
@@ -266,14 +294,21 @@ def _window_edges(positions: list[int], pairs: set, pos_of: dict[int, int], fits
             fam_c.append(cid)
             fam_fit.append(FIT_VALUE[fit])
     fam_r, fam_c, fam_fit = np.array(fam_r, dtype=np.int64), np.array(fam_c, dtype=np.int64), np.array(fam_fit)
-    lo, hi = np.searchsorted(pc, fam_c, "left"), np.searchsorted(pc, fam_c, "right")
-    counts = hi - lo
-    total = int(counts.sum())
-    if not total:
+    pieces = []
+    for pm, pc in sources:
+        lo, hi = np.searchsorted(pc, fam_c, "left"), np.searchsorted(pc, fam_c, "right")
+        counts = hi - lo
+        total = int(counts.sum())
+        if not total:
+            continue
+        e_fam = np.repeat(np.arange(len(fam_c)), counts)
+        e_pair = np.repeat(lo, counts) + (np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts))
+        pieces.append((e_fam, pm[e_pair], pc[e_pair]))
+    if not pieces:
         return None
-    e_fam = np.repeat(np.arange(len(fam_c)), counts)
-    e_pair = np.repeat(lo, counts) + (np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts))
-    e_r, e_m, e_fit, e_cid = fam_r[e_fam], pm[e_pair], fam_fit[e_fam], pc[e_pair]
+    e_fam, e_m, e_cid = (np.concatenate(c) for c in zip(*pieces))
+    total = len(e_fam)
+    e_r, e_fit = fam_r[e_fam], fam_fit[e_fam]
     # Sort by request, member, best fit first, lowest category id first: one int64 key (faster than lexsort).
     fit_rank = np.unique(-fam_fit, return_inverse=True)[1][e_fam]
     cids, cid_rank = np.unique(e_cid, return_inverse=True)
@@ -286,33 +321,44 @@ def _window_edges(positions: list[int], pairs: set, pos_of: dict[int, int], fits
     return e_r[first], e_m[first], e_fit[first], e_cid[first]
 
 
-def _common_words(request_sets: list[set], member_sets: list[set], positions: list[int], e_r: np.ndarray,
+def _word_rows(*groups: list[set[str]]) -> list[csr_matrix]:
+    """For each group of word sets, one binary sparse row per set; the columns (words) shared by all groups."""
+    vocab: dict[str, int] = {}
+    built = []
+    for word_sets in groups:
+        indptr, indices = [0], []
+        for words in word_sets:
+            indices.extend(vocab.setdefault(w, len(vocab)) for w in words)
+            indptr.append(len(indices))
+        built.append((len(word_sets), indices, indptr))
+    width = max(1, len(vocab))
+    return [csr_matrix((np.ones(len(indices), dtype=np.int32), indices, indptr), shape=(n, width))
+            for n, indices, indptr in built]
+
+
+def _offers_by_member(offers: list, offer_words: list[set[str]]) -> dict[int, list[tuple]]:
+    """{member id: [(starts_on, ends_on, expires_at, words) of each live offer]}, for reasons in words."""
+    out: dict[int, list[tuple]] = {}
+    for o, words in zip(offers, offer_words):
+        out.setdefault(o[0], []).append((o[2], o[3], o[4], words))
+    return out
+
+
+def _common_words(requests_rows: csr_matrix, member_rows: csr_matrix, positions: list[int], e_r: np.ndarray,
                   e_m: np.ndarray) -> np.ndarray:
-    """How many words each pair's request and member share: sparse products, a block of requests at a time."""
+    """How many words each pair's request and member share: sparse products, a block of requests at a time.
+    `requests_rows`: the range's requests (in `positions` order); `e_m`: rows of `member_rows`."""
     common = np.zeros(len(e_r), dtype=np.int64)
     if not len(e_r):
         return common
-    vocab: dict[str, int] = {}
-    m_indptr, m_indices = [0], []
-    for words in member_sets:
-        m_indices.extend(vocab.setdefault(w, len(vocab)) for w in words)
-        m_indptr.append(len(m_indices))
-    if not vocab:
-        return common
-    r_indptr, r_indices = [0], []
-    for words in request_sets:
-        r_indices.extend(vocab[w] for w in words if w in vocab)
-        r_indptr.append(len(r_indices))
-    n_m, n_r = len(member_sets), len(request_sets)
-    members_t = csr_matrix((np.ones(len(m_indices), dtype=np.int32), m_indices, m_indptr),
-                           shape=(n_m, len(vocab))).T.tocsr()
-    req = csr_matrix((np.ones(len(r_indices), dtype=np.int32), r_indices, r_indptr), shape=(n_r, len(vocab)))
+    n_m, n_r = member_rows.shape[0], requests_rows.shape[0]
+    members_t = member_rows.T.tocsr()
     local = np.searchsorted(np.asarray(positions), e_r)  # positions are increasing, e_r is sorted
     block = max(1, 4_000_000 // max(1, n_m))
     for start in range(0, n_r, block):
         lo, hi = np.searchsorted(local, start), np.searchsorted(local, start + block)
         if lo == hi:
             continue
-        product = (req[start:start + block] @ members_t).toarray()
+        product = (requests_rows[start:start + block] @ members_t).toarray()
         common[lo:hi] = product[local[lo:hi] - start, e_m[lo:hi]]
     return common
