@@ -99,3 +99,20 @@ def test_a_period_frozen_before_breakdowns_had_previous_figures_still_shows(clie
     assert "Not available yet" in page.get_data(as_text=True)
     download = client.get("/reports/download.csv", query_string=Q1)
     assert download.status_code == 200 and "headline,minutes_delivered,,780" in download.get_data(as_text=True)
+
+
+def test_a_long_breakdown_shows_its_top_rows_and_a_link_to_all(client, as_role, monkeypatch):
+    from timebank.web import reports
+
+    as_role("commissioner")
+    full = client.get("/reports/download.json", query_string=Q1).get_json()["breakdowns"]["coproduction_type"]["rows"]
+    assert len(full) > 1
+    monkeypatch.setattr(reports, "PAGE_ROWS", 1)
+    html = client.get("/reports/", query_string=Q1).get_data(as_text=True)
+    section = html.split('id="bd-coproduction_type"')[1].split("</section>")[0]
+    top, rest = full[0]["label"].replace("_", " "), full[1]["label"].replace("_", " ")
+    assert f'<th scope="row">{top}</th>' in section and f'<th scope="row">{rest}</th>' not in section
+    assert f"The 1 with most hours of {len(full)}." in section and "all=coproduction_type" in section
+    every = client.get("/reports/", query_string={**Q1, "all": "coproduction_type"}).get_data(as_text=True)
+    section = every.split('id="bd-coproduction_type"')[1].split("</section>")[0]
+    assert f'<th scope="row">{rest}</th>' in section and "with most hours of" not in section

@@ -37,12 +37,22 @@ def _report():
     return get_report(db.session, timebanks, start, end, group_by), slug, timebanks
 
 
-def _charts(report: dict) -> dict:
+# A breakdown on the page shows its rows with most hours (a council's partner list can run to thousands); the
+# rest are a click away (?all=<breakdown>) and always in the downloads, which carry every row.
+PAGE_ROWS = 25
+
+
+def _shown_rows(report: dict, show_all: str | None) -> dict[str, list[dict]]:
+    return {name: section["rows"] if name == show_all else section["rows"][:PAGE_ROWS]
+            for name, section in report["breakdowns"].items()}
+
+
+def _charts(report: dict, shown: dict[str, list[dict]]) -> dict:
     out = {"trend": charts.bar_chart("Hours delivered by " + report["group_by"],
                                      [(r["period"], r["hours"]) for r in report["trend"]])}
     for name, section in report["breakdowns"].items():
         out[name] = charts.bar_chart(f"Hours by {section['title'].lower()}",
-                                     [(r["label"], r["hours"]) for r in section["rows"]])
+                                     [(r["label"], r["hours"]) for r in shown[name]])
     return out
 
 
@@ -58,7 +68,9 @@ def _render(template: str):
                                closable=False, closed=[]), exc.status
     granted = timebanks_by_ids(db.session, granted_timebank_ids(db.session, current_user))
     closable = len(timebanks) == 1 and can_close_period(db.session, current_user, timebanks[0].id)
-    return render_template(template, report=report, charts=_charts(report), args=request.args, slug=slug,
+    shown = _shown_rows(report, request.args.get("all"))
+    return render_template(template, report=report, shown=shown, charts=_charts(report, shown), args=request.args,
+                           slug=slug,
                            choices=granted, closable=closable, error=None,
                            closed=closed_periods(db.session, [tb.id for tb in timebanks]))
 
