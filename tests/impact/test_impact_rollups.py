@@ -14,7 +14,7 @@ from timebank.community.service import create_organisation
 from timebank.errors import DomainError
 from timebank.exchanges import service
 from timebank.impact.report import build_report, previous_period
-from timebank.impact.rollups import rebuild_rollups
+from timebank.impact.rollups import rebuild_rollups, set_previous_days
 
 D = dt.date
 PERIODS = [Q1, (D(2024, 10, 1), D(2024, 12, 31)), (D(2024, 1, 1), D(2025, 12, 31)), (D(2025, 1, 20), D(2025, 1, 20)),
@@ -30,7 +30,8 @@ def both(timebank, start, end):
 def fact_rows(session, timebank_id):
     return sorted(tuple(r) for r in session.execute(text(
         "SELECT exchange_id, on_date, sign, active, side, membership_id, partner_key, organisation_id, minutes, kind, "
-        "coproduction_type, outcome_area, collective, substitutive, category_id FROM impact_fact "
+        "coproduction_type, outcome_area, collective, substitutive, category_id, pair_prev_on, org_prev_on "
+        "FROM impact_fact "
         "WHERE timebank_id = :tb"), {"tb": timebank_id}))
 
 
@@ -202,6 +203,10 @@ def test_property_rollup_equals_raw_whatever_the_services_do(session, timebank, 
         # impact_daily is kept by adding differences: it must equal a full regroup of the facts
         stored, regrouped = daily_matches_facts(session, timebank.id)
         assert stored == regrouped
+        # The previous-day columns are kept pair by pair: they must equal a fill of the whole time bank.
+        kept = fact_rows(session, timebank.id)
+        set_previous_days(session.connection(), timebank_id=timebank.id)
+        assert fact_rows(session, timebank.id) == kept
     finally:
         savepoint.rollback()
 

@@ -308,7 +308,11 @@ def _assemble(session, params, source, hours, small_values, member, categories, 
     # Distinct counts: SQLite's COUNT(DISTINCT) per group is cheaper than de-duplicating first; PostgreSQL sorts
     # for COUNT(DISTINCT) but hashes a DISTINCT subquery (about a fifth faster on the M bench).
     hashed = _dialect(session) == "postgresql"
-    if details:
+    # From the roll-up, a member's rows with one partner (or one organisation) count once: the row whose previous
+    # such row is before the period (ImpactFact.pair_prev_on, org_prev_on). One scan, no de-duplication; the
+    # fourth column, summed over the organisations, is the number of distinct (member, partner) pairs.
+    counted = source == "rollup"
+    if details and not counted:
         per_member = ("SELECT d.mid, COUNT(*) AS partners FROM (SELECT DISTINCT p.membership_id AS mid, "
                       f"p.partner_key FROM {facts} AND p.active = 1 AND p.membership_id IS NOT NULL "
                       "AND p.partner_key IS NOT NULL) d GROUP BY d.mid" if hashed else
@@ -317,25 +321,42 @@ def _assemble(session, params, source, hours, small_values, member, categories, 
         # Members whose every active side has no partner count with 0 partners (hashed form: added back).
         extra += f"""
         UNION ALL
-        SELECT 'partners', NULL, {'SUM(n.partners)' if hashed else 'AVG(n.partners)'} FROM ({per_member}) n"""
+        SELECT 'partners', NULL, {'SUM(n.partners)' if hashed else 'AVG(n.partners)'}, 0 FROM ({per_member}) n"""
     for k, (name, label) in enumerate(unknown):
         params[f"u_{k}"] = label
         extra += f"""
         UNION ALL
-        SELECT 'tag', {k}, COUNT(DISTINCT p.membership_id) FROM {facts} AND p.active = 1
+        SELECT 'tag', {k}, COUNT(DISTINCT p.membership_id), 0 FROM {facts} AND p.active = 1
           AND {DAILY_DIMENSIONS[name]} = :u_{k}"""
     alone, shared = categories
     if shared:  # categories sharing a mask bit: their people from the fact rows
         ids = [int(i) for i in shared if i is not None]
         where = " OR ".join(([f"p.category_id IN ({', '.join(map(str, ids))})"] if ids else [])
                             + (["p.category_id IS NULL"] if None in shared else []))
-        extra += (f"\n        UNION ALL\n        SELECT 'category', p.category_id, COUNT(DISTINCT p.membership_id) "
+        extra += (f"\n        UNION ALL\n        SELECT 'category', p.category_id, COUNT(DISTINCT p.membership_id), 0 "
                   f"FROM {facts} AND p.active = 1 AND ({where}) GROUP BY p.category_id")
-    for section, key, n in _run(session, f"""
-        {'WITH ' + ctes.rstrip(', ') if ctes else ''}
-        SELECT 'organisation', p.organisation_id, COUNT(DISTINCT p.membership_id) FROM {facts} AND p.active = 1
+    if counted:
+        pairs_sum = ("SUM(CASE WHEN p.membership_id IS NOT NULL AND p.partner_key IS NOT NULL "
+                     "AND (p.pair_prev_on IS NULL OR p.pair_prev_on < :d0) THEN 1 ELSE 0 END)")
+        organisations_sql = f"""
+        SELECT 'organisation', p.organisation_id,
+               SUM(CASE WHEN p.membership_id IS NOT NULL AND (p.org_prev_on IS NULL OR p.org_prev_on < :d0)
+                        THEN 1 ELSE 0 END),
+               {pairs_sum if details else '0'}
+        FROM {facts} AND p.active = 1{'' if details else ' AND p.organisation_id IS NOT NULL'}
+        GROUP BY p.organisation_id"""
+    else:
+        organisations_sql = f"""
+        SELECT 'organisation', p.organisation_id, COUNT(DISTINCT p.membership_id), 0 FROM {facts} AND p.active = 1
           AND p.organisation_id IS NOT NULL
-        GROUP BY p.organisation_id{extra}""", params):
+        GROUP BY p.organisation_id"""
+    pairs = 0
+    for section, key, n, n_pairs in _run(session, f"""
+        {'WITH ' + ctes.rstrip(', ') if ctes else ''}
+        {organisations_sql}{extra}""", params):
+        pairs += int(n_pairs or 0)
+        if section == "organisation" and key is None:  # members' sides with no organisation: partners only
+            continue
         if section == "partners":
             partners = n
             if hashed:  # the average over every active member, as AVG over the members would give
@@ -344,6 +365,8 @@ def _assemble(session, params, source, hours, small_values, member, categories, 
             unknown_people[unknown[int(key)]] = int(n)
         else:
             lists[section][key] = int(n)
+    if details and counted:  # the average over every active member, as AVG over the members would give
+        partners = _average(pairs, int(member["summary"].get("active", (0, 0))[0] or 0))
     organisations = len(lists["organisation"])
     for category_id, bit in alone.items():
         lists["category"][category_id] = member["category"].get(bit, 0)

@@ -66,6 +66,13 @@ class ImpactFact(db.Model):
     collective: Mapped[bool] = mapped_column(Boolean)
     substitutive: Mapped[bool] = mapped_column(Boolean)
     category_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # On an active row with a member: the day of the same member's previous active row with the same partner
+    # (pair_prev_on) or the same organisation (org_prev_on), in (day, exchange, side) order; null for the first.
+    # A member-partner pair is active in a period once for each of its rows there whose previous row is before
+    # the period: distinct partners and people per organisation become counts instead of de-duplications.
+    # Maintained by rollups.set_previous_days.
+    pair_prev_on: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    org_prev_on: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
 
     __table_args__ = (
         Index("ix_impact_fact_exchange", "exchange_id"),

@@ -32,17 +32,54 @@ def _events_for(where_e: str) -> str:
     return RAW_EVENTS_SQL.format(where_t=where_e, where_r=where_e)
 
 
+# The previous active day of each active member row, per partner and per organisation (ImpactFact.pair_prev_on,
+# org_prev_on). A window over whole partitions: {where} must select every active row of each (member, partner) or
+# (member, organisation) it touches (a filter on the member and the partner does).
+_PREVIOUS_DAYS = """
+UPDATE impact_fact SET {column} = x.prev
+FROM (SELECT timebank_id AS t, on_date AS d, exchange_id AS e, sign AS s, side AS sd,
+             LAG(on_date) OVER (PARTITION BY timebank_id, membership_id, {other}
+                                ORDER BY on_date, exchange_id, side) AS prev
+      FROM impact_fact WHERE active = 1 AND membership_id IS NOT NULL AND {other} IS NOT NULL AND {where}) x
+WHERE impact_fact.timebank_id = x.t AND impact_fact.on_date = x.d AND impact_fact.exchange_id = x.e
+  AND impact_fact.sign = x.s AND impact_fact.side = x.sd AND impact_fact.{column} {distinct} x.prev"""
+
+
+def set_previous_days(connection, members=None, partners=None, organisations=None, timebank_id=None) -> None:
+    """Set pair_prev_on and org_prev_on: for every row (no arguments, or one time bank), or for the pairs of
+    these members with these partners and these organisations (after their fact rows changed)."""
+    distinct = "IS DISTINCT FROM" if connection.dialect.name == "postgresql" else "IS NOT"
+    for column, other, values in (("pair_prev_on", "partner_key", partners),
+                                  ("org_prev_on", "organisation_id", organisations)):
+        if members is None:
+            where, params = ("1 = 1", {}) if timebank_id is None else ("timebank_id = :tb", {"tb": timebank_id})
+            statement = text(_PREVIOUS_DAYS.format(column=column, other=other, where=where, distinct=distinct))
+        else:
+            if not members or not values:
+                continue
+            where, params = f"membership_id IN :members AND {other} IN :values", {
+                "members": sorted(members), "values": sorted(values)}
+            statement = text(_PREVIOUS_DAYS.format(column=column, other=other, where=where, distinct=distinct)
+                             ).bindparams(bindparam("members", expanding=True), bindparam("values", expanding=True))
+        connection.execute(statement, params)
+
+
 def refresh_exchanges(connection, exchange_ids) -> None:
     """Replace the fact rows of these exchanges with what their raw rows say now, and move impact_daily by the
     difference. Idempotent."""
     ids = sorted({int(i) for i in exchange_ids if i is not None})
     touched_sql = text("SELECT DISTINCT timebank_id, on_date, membership_id FROM impact_fact "
                        "WHERE exchange_id IN :ids").bindparams(bindparam("ids", expanding=True))
+    pairs_sql = text("SELECT DISTINCT membership_id, partner_key, organisation_id FROM impact_fact "
+                     "WHERE exchange_id IN :ids AND membership_id IS NOT NULL").bindparams(
+        bindparam("ids", expanding=True))
     touched: set = set()
+    pairs: set = set()
     delta: dict[tuple, list[int]] = {}
     for chunk in (ids[i:i + 500] for i in range(0, len(ids), 500)):
         params = {"ids": chunk}
         touched.update(tuple(r) for r in connection.execute(touched_sql, params))
+        pairs.update(tuple(r) for r in connection.execute(pairs_sql, params))
         for key, values in _daily_of(connection, chunk).items():
             row = delta.setdefault(key, [0, 0, 0])
             for i, value in enumerate(values):
@@ -53,11 +90,15 @@ def refresh_exchanges(connection, exchange_ids) -> None:
             _INSERT + f"WITH ev AS ({_events_for('e.id IN :ids')}) {raw_facts_sql('ev')}")
             .bindparams(bindparam("ids", expanding=True)), params)
         touched.update(tuple(r) for r in connection.execute(touched_sql, params))
+        pairs.update(tuple(r) for r in connection.execute(pairs_sql, params))
         for key, values in _daily_of(connection, chunk).items():
             row = delta.setdefault(key, [0, 0, 0])
             for i, value in enumerate(values):
                 row[i] += value
     apply_daily_delta(connection, delta)
+    set_previous_days(connection, members={m for m, _p, _o in pairs},
+                      partners={p for _m, p, _o in pairs if p is not None},
+                      organisations={o for _m, _p, o in pairs if o is not None})
     refresh_member_months(connection, {(tb, _month_of(on_date), member) for tb, on_date, member in touched
                                        if member is not None})
 
@@ -142,8 +183,16 @@ def rebuild_rollups(session, timebank_id: int | None = None) -> int:
     params = {} if timebank_id is None else {"tb": timebank_id}
     connection.execute(text("DELETE FROM impact_fact" + ("" if timebank_id is None else
                                                          " WHERE timebank_id = :tb")), params)
-    connection.execute(text(_INSERT + f"WITH ev AS ({_events_for(where)}) {raw_facts_sql('ev')} "
-                            "ORDER BY 1, 3"), params)
+    # The previous-day columns in the same statement (a later UPDATE would write every row twice).
+    previous = ", ".join(
+        f"CASE WHEN {qualifies} THEN LAG(f.on_date) OVER (PARTITION BY f.timebank_id, f.membership_id, f.{other}, "
+        f"CASE WHEN {qualifies} THEN 1 ELSE 0 END ORDER BY f.on_date, f.exchange_id, f.side) END"
+        for other in ("partner_key", "organisation_id")
+        for qualifies in [f"f.active = 1 AND f.membership_id IS NOT NULL AND f.{other} IS NOT NULL"])
+    connection.execute(text(
+        f"INSERT INTO impact_fact ({', '.join(FACT_COLUMNS)}, pair_prev_on, org_prev_on) "
+        f"WITH ev AS ({_events_for(where)}), f AS ({raw_facts_sql('ev')}) "
+        f"SELECT {', '.join('f.' + c for c in FACT_COLUMNS)}, {previous} FROM f ORDER BY 1, 3"), params)
     connection.execute(text("DELETE FROM impact_daily" + ("" if timebank_id is None else
                                                           " WHERE timebank_id = :tb")), params)
     connection.execute(text(_INSERT_DAILY + daily_from_facts_sql(
