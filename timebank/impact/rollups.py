@@ -68,18 +68,15 @@ def refresh_exchanges(connection, exchange_ids) -> None:
     """Replace the fact rows of these exchanges with what their raw rows say now, and move impact_daily by the
     difference. Idempotent."""
     ids = sorted({int(i) for i in exchange_ids if i is not None})
-    touched_sql = text("SELECT DISTINCT timebank_id, on_date, membership_id FROM impact_fact "
-                       "WHERE exchange_id IN :ids").bindparams(bindparam("ids", expanding=True))
-    pairs_sql = text("SELECT DISTINCT membership_id, partner_key, organisation_id FROM impact_fact "
-                     "WHERE exchange_id IN :ids AND membership_id IS NOT NULL").bindparams(
-        bindparam("ids", expanding=True))
+    # What the rows touch, before and after: member-months to regroup, and the members' partners and
+    # organisations whose previous days to set again.
+    touched_sql = text("SELECT DISTINCT timebank_id, on_date, membership_id, partner_key, organisation_id "
+                       "FROM impact_fact WHERE exchange_id IN :ids").bindparams(bindparam("ids", expanding=True))
     touched: set = set()
-    pairs: set = set()
     delta: dict[tuple, list[int]] = {}
     for chunk in (ids[i:i + 500] for i in range(0, len(ids), 500)):
         params = {"ids": chunk}
         touched.update(tuple(r) for r in connection.execute(touched_sql, params))
-        pairs.update(tuple(r) for r in connection.execute(pairs_sql, params))
         for key, values in _daily_of(connection, chunk).items():
             row = delta.setdefault(key, [0, 0, 0])
             for i, value in enumerate(values):
@@ -90,16 +87,15 @@ def refresh_exchanges(connection, exchange_ids) -> None:
             _INSERT + f"WITH ev AS ({_events_for('e.id IN :ids')}) {raw_facts_sql('ev')}")
             .bindparams(bindparam("ids", expanding=True)), params)
         touched.update(tuple(r) for r in connection.execute(touched_sql, params))
-        pairs.update(tuple(r) for r in connection.execute(pairs_sql, params))
         for key, values in _daily_of(connection, chunk).items():
             row = delta.setdefault(key, [0, 0, 0])
             for i, value in enumerate(values):
                 row[i] += value
     apply_daily_delta(connection, delta)
-    set_previous_days(connection, members={m for m, _p, _o in pairs},
-                      partners={p for _m, p, _o in pairs if p is not None},
-                      organisations={o for _m, _p, o in pairs if o is not None})
-    refresh_member_months(connection, {(tb, _month_of(on_date), member) for tb, on_date, member in touched
+    set_previous_days(connection, members={m for _t, _d, m, _p, _o in touched if m is not None},
+                      partners={p for _t, _d, m, p, _o in touched if m is not None and p is not None},
+                      organisations={o for _t, _d, m, _p, o in touched if m is not None and o is not None})
+    refresh_member_months(connection, {(tb, _month_of(on_date), member) for tb, on_date, member, _p, _o in touched
                                        if member is not None})
 
 
