@@ -599,7 +599,7 @@ class Builder:
         the demo's last day) and the volunteer declined, accepted, did it, or logged the hours (an exchange
         waiting for the other side, so no balance moves). Runs after the rows are written, through the
         matching services; the timestamps are put on the demo's calendar."""
-        session, rng = self.session, self.rng
+        session = self.session
         session.flush()
         session.info["emails"] = False
         now = _at(self.end, 18)
@@ -651,6 +651,8 @@ class Builder:
 
     def _match(self, request, best, fate: str, now: dt.datetime):
         session, rng = self.session, self.rng
+        # Not propose(): it checks the request against today's clock, while the demo's day is self.end; the
+        # suggestions (as of self.end) already applied every hard filter.
         match = matching._mark_proposed(session, request, best.member_id, None, by_user_id=self.broker.id,
                                         score=best.score, reasons=best.reasons, plan_id=None)
         session.flush()

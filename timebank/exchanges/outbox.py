@@ -37,12 +37,12 @@ SMTP_TIMEOUT_SECONDS = 10
 # A claim is held longer than its batch can take (each message at most the SMTP timeout, plus connecting), so
 # no other sender takes the rows while they are being sent; at least LEASE.
 LEASE = dt.timedelta(minutes=10)
+BACKOFF_BASE = dt.timedelta(minutes=1)
+BACKOFF_CAP = dt.timedelta(hours=6)
 
 
 def lease_for(limit: int) -> dt.timedelta:
     return max(LEASE, dt.timedelta(seconds=SMTP_TIMEOUT_SECONDS * (limit + 1) + 60))
-BACKOFF_BASE = dt.timedelta(minutes=1)
-BACKOFF_CAP = dt.timedelta(hours=6)
 
 
 def backoff(attempts: int) -> dt.timedelta:

@@ -20,8 +20,8 @@ from timebank.community.models import Category, Membership, MemberSkill, TimeBan
 from timebank.ledger.models import Account
 from timebank.matching import scoring
 from timebank.matching.models import BlockedPair, HelpRequest, Match, Offer, utcnow
-from timebank.matching.queries import (FIT_VALUE, VOLUNTEER_ROLES, among, family_from, is_open, match_stats,
-                                       offer_live, offer_overlaps)
+from timebank.matching.queries import (FIT_VALUE, VOLUNTEER_ROLES, OfferDates, among, family_from, is_open,
+                                       match_stats, offer_live, offer_overlaps)
 
 _CHUNK = 5000  # ids per IN list
 _NO_STATS = {"proposed": 0, "completed": 0, "open": 0, "week": 0}
@@ -184,23 +184,14 @@ def plan_candidates(session, requests: list[HelpRequest], *, timebank: TimeBank,
     skill_source = _pair_source([(pos_of[mid], cid) for mid, cid in skill_pairs if mid in pos_of])
     offer_pos = np.array([pos_of[o[0]] for o in offers], dtype=np.int64)
     offer_cid = np.array([o[1] for o in offers], dtype=np.int64)
-    never, always = dt.date.min.toordinal(), dt.date.max.toordinal()
-    offer_start = np.array([never if o[2] is None else o[2].toordinal() for o in offers], dtype=np.int64)
-    offer_end = np.array([always if o[3] is None else o[3].toordinal() for o in offers], dtype=np.int64)
-    offer_expires = np.array([o[4] for o in offers], dtype="datetime64[us]")
+    offer_dates = OfferDates([(o[2], o[3], o[4]) for o in offers])
     # Words as columns of one vocabulary for the whole plan: members' bios, offers and requests as sparse rows.
     bio_rows, offer_rows, request_rows = _word_rows([members[int(mid)]["bio_words"] for mid in mids], offer_words,
                                                     [request_words[r.id] for r in requests])
     parts = []
     for window, positions in windows.items():
         starts_on, ends_on = window
-        # offer_overlaps(), on every offer at once
-        live = np.ones(len(offers), dtype=bool)
-        if ends_on is not None:
-            live &= offer_start <= ends_on.toordinal()
-        if starts_on is not None:
-            live &= (offer_end >= starts_on.toordinal()) & (
-                offer_expires > np.datetime64(dt.datetime.combine(starts_on, dt.time()), "us"))
+        live = offer_dates.overlapping(starts_on, ends_on)
         part = _window_edges(positions, [skill_source, _pair_source(list(zip(offer_pos[live].tolist(),
                                                                               offer_cid[live].tolist())))],
                              fits, requests)
@@ -232,8 +223,8 @@ def plan_candidates(session, requests: list[HelpRequest], *, timebank: TimeBank,
         local_m = local_m.reshape(-1)
         live_k = np.flatnonzero(live)
         owns = csr_matrix((np.ones(len(live_k), dtype=np.int32), (offer_pos[live_k], live_k)),
-                          shape=(n_members, len(offers)))
-        member_rows = (bio_rows + owns @ offer_rows)[in_edges]
+                          shape=(n_members, len(offers)))[in_edges]
+        member_rows = bio_rows[in_edges] + owns @ offer_rows
         member_rows.data[:] = 1  # a word in the bio and an offer, or in two offers, counts once
         common = _common_words(request_rows[positions], member_rows, positions, e_r, local_m)
         mlen = np.diff(member_rows.indptr)

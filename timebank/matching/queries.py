@@ -163,6 +163,27 @@ def offer_overlaps(starts_on: dt.date | None, ends_on: dt.date | None, expires_a
     return True
 
 
+class OfferDates:
+    """Many offers' dates as arrays, for offer_overlaps() on all of them at once (batch plans)."""
+
+    def __init__(self, offers: list[tuple]):
+        """`offers`: (starts_on, ends_on, expires_at) of each offer."""
+        never, always = dt.date.min.toordinal(), dt.date.max.toordinal()
+        self.starts = np.array([never if o[0] is None else o[0].toordinal() for o in offers], dtype=np.int64)
+        self.ends = np.array([always if o[1] is None else o[1].toordinal() for o in offers], dtype=np.int64)
+        self.expires = np.array([o[2] for o in offers], dtype="datetime64[us]")
+
+    def overlapping(self, request_starts_on: dt.date | None, request_ends_on: dt.date | None) -> np.ndarray:
+        """offer_overlaps() of every offer with this request's dates, as a boolean array."""
+        live = np.ones(len(self.starts), dtype=bool)
+        if request_ends_on is not None:
+            live &= self.starts <= request_ends_on.toordinal()
+        if request_starts_on is not None:
+            live &= (self.ends >= request_starts_on.toordinal()) & (
+                self.expires > np.datetime64(dt.datetime.combine(request_starts_on, dt.time()), "us"))
+        return live
+
+
 def _offer_in_window(request: HelpRequest, now: dt.datetime) -> list:
     """Conditions for an offer that is live now and whose dates overlap the request's (offer_overlaps in SQL)."""
     conditions = offer_live(now)
