@@ -34,6 +34,13 @@ def _pid_cpu(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _machine_busy() -> float:
+    """CPU seconds the whole machine has spent busy (all cores): workers and their database backends included."""
+    fields = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def run(size: str) -> None:
     url = GIVEN_URL or f"sqlite:///{tempfile.mkdtemp()}/demo-{size}.sqlite3"
     os.environ["DATABASE_URL"] = url
@@ -48,18 +55,26 @@ def run(size: str) -> None:
         upgrade()
         backend = _backend_pid(db)
         backend_cpu = _pid_cpu(backend)
-        wall, cpu = time.perf_counter(), time.process_time()
+        commit_every = int(os.environ.get("DEMO_COMMIT_EVERY", 0)) or (2_000 if size in ("L", "XL") else None)
+        # As `seed demo` does: banks built in worker processes on PostgreSQL (DEMO_JOBS=1 for one at a time).
+        jobs = int(os.environ.get("DEMO_JOBS", 0)) or ((os.cpu_count() or 1) + 1 if backend and commit_every else 1)
+        wall, cpu, busy = time.perf_counter(), time.process_time(), _machine_busy()
         summary = demo.load_demo(db.session, size=size, seed=1, echo=lambda *_: None, via=VIA,
-                                 commit_every=int(os.environ.get("DEMO_COMMIT_EVERY", 0)) or (2_000 if size in ("L", "XL") else None))
+                                 commit_every=commit_every, jobs=jobs)
         db.session.commit()
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        children = os.times().children_user + os.times().children_system
+        busy = _machine_busy() - busy
         backend_cpu = _pid_cpu(backend) - backend_cpu if backend else None
         verify_wall = time.perf_counter()
         report = verify_ledger(db.session)
         verify_wall = time.perf_counter() - verify_wall
         load = os.getloadavg()[0]
-        print(f"{size} ({VIA}, {db.engine.dialect.name}): {wall:.1f} s wall, {cpu:.1f} s CPU"
-              f"{f' + {backend_cpu:.1f} s PostgreSQL backend CPU' if backend else ''}; {summary['members']:,} members, "
+        print(f"{size} ({VIA}, {db.engine.dialect.name}, {min(jobs, len(summary['timebanks']))} job(s)): "
+              f"{wall:.1f} s wall, {cpu:.1f} s CPU"
+              f"{f' + {backend_cpu:.1f} s PostgreSQL backend CPU' if backend else ''}"
+              f"{f' + {children:.1f} s in worker processes' if children else ''}; machine busy {busy:.1f} CPU-s; "
+              f"{summary['members']:,} members, "
               f"{summary['organisations']:,} organisations, {summary['transfers']:,} transfers, "
               f"{summary['hours']:,.0f} hours; {report.summary()} ({verify_wall:.1f} s); load average {load:.1f}",
               flush=True)

@@ -12,7 +12,7 @@ exchanges.
 services one event at a time; `demo_bulk.BulkWriter` (the default) writes the
 same rows in batches, with the database triggers on, so every ledger invariant
 (zero-sum transfers, floors, balances = sum of postings, the hash chain) holds
-either way. Deterministic for a seed: one random.Random(seed) and a calendar
+either way. Deterministic for a seed: one random stream per bank (bank_rng) and a calendar
 ending on END_DATE; no clock reads in generated content.
 """
 from __future__ import annotations
@@ -1097,9 +1097,91 @@ def _at(day: dt.date, hour: int) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(hour))
 
 
+# XL's banks: of very different sizes, as in a real network (shares of the members, organisations and events).
+BANK_SHARES = (0.4, 0.25, 0.15, 0.12, 0.08)
+
+
+def bank_rng(seed: int, bank: int) -> random.Random:
+    """Each bank has its own random stream, so a bank is the same whether built alone, after others or beside
+    them in another process. The first bank's stream is random.Random(seed), as it was for one-bank sizes."""
+    return random.Random(seed if bank == 0 else f"{seed}/bank {bank}")
+
+
+@dataclass(frozen=True)
+class BankPlan:
+    """What one worker needs to build one bank (picklable: it crosses to a worker process)."""
+    size: str
+    seed: int
+    bank: int
+    banks: int
+    slug: str
+    via: str
+    commit_every: int | None
+    end: dt.date
+
+
+def _bank_slug(slug: str, bank: int) -> str:
+    return slug if bank == 0 else f"{slug}-{bank + 1}"
+
+
+def build_bank(session, plan: BankPlan, *, echo=print, progress: bool = False) -> dict:
+    """Build one bank of the demo (population, history, match history, roll-ups); returns its summary."""
+    spec = SIZES[plan.size]
+    shares = BANK_SHARES[:plan.banks]
+    share = shares[plan.bank] / sum(shares) if plan.banks > 1 else 1.0
+    builder = Builder(session, rng=bank_rng(plan.seed, plan.bank), size=spec, slug=_bank_slug(plan.slug, plan.bank),
+                      name="Riverside Time Bank" if plan.bank == 0 else f"Time Bank {plan.bank + 1}",
+                      members=max(10, int(spec.members * share)),
+                      organisations=max(3, int(spec.organisations * share)),
+                      events=int(spec.events * share), logins=plan.bank == 0, echo=echo, progress=progress,
+                      commit_every=plan.commit_every, via=plan.via, end=plan.end)
+    builder.build_population()
+    builder.build_history()
+    builder.build_match_history()
+    # The bulk path writes rows without the ORM, so the report roll-up's session hook never saw them:
+    # rebuild the roll-up from the raw rows (on the service path this gives the same rows again).
+    rebuild_rollups(session, builder.timebank_id)
+    return {"slug": builder.slug, "stats": dict(builder.stats), "members": len(builder.people),
+            "traded": sum(1 for p in builder.people if p.traded), "organisations": len(builder.orgs)}
+
+
+def _build_bank_in_worker(url: str, plan: BankPlan) -> dict:
+    """A worker process: its own app and connection; builds one bank and commits it."""
+    from timebank import create_app
+    from timebank.extensions import db
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url})
+    with app.app_context():
+        try:
+            summary = build_bank(db.session, plan, echo=lambda *_args, **_kw: None)
+            db.session.commit()
+        finally:
+            db.session.remove()
+            db.engine.dispose()
+    return summary
+
+
+def _build_in_parallel(session, plans: list[BankPlan], jobs: int, echo) -> list[dict]:
+    """Build the banks in `jobs` worker processes, biggest first (they are independent: one stream, one slug and
+    one set of accounts each). Each worker commits its bank; the caller's session writes nothing."""
+    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing
+
+    url = session.get_bind().url.render_as_string(hide_password=False)
+    summaries: dict[int, dict] = {}
+    # spawn, not fork: a forked child would share the parent's open database connections.
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(_build_bank_in_worker, url, plan): plan for plan in plans}
+        for future in futures:
+            plan = futures[future]
+            summaries[plan.bank] = future.result()
+            echo(f"  built {summaries[plan.bank]['slug']}")
+    return [summaries[plan.bank] for plan in sorted(plans, key=lambda p: p.bank)]
+
+
 def load_demo(session, *, size: str = "S", seed: int = 1, slug: str = "riverside", echo=print,
               progress: bool = False, commit_every: int | None = None, via: str = "bulk",
-              end_date: dt.date | None = None):
+              end_date: dt.date | None = None, jobs: int = 1, banks: int | None = None):
     """Build the demo community; flushes (and commits only every `commit_every` transfers when asked).
 
     Returns a summary dict. The first (or only) time bank is `slug`; XL adds `slug-2`, `slug-3`...
@@ -1107,47 +1189,44 @@ def load_demo(session, *, size: str = "S", seed: int = 1, slug: str = "riverside
     `via="services"` calls the services one event at a time (slower; the reference the tests compare with).
     `end_date` is the story's last day (default END_DATE, a fixed date, so a seed always gives the same rows;
     `make run` passes yesterday, so the demo is current whenever it is loaded).
+    `jobs` > 1 builds several banks at once in worker processes (PostgreSQL only: each worker commits its own
+    bank as it goes, so `commit_every` is required). `banks` overrides the size's number of banks (tests).
     """
     if via not in ("bulk", "services"):
         raise ValueError(f"via must be 'bulk' or 'services', not {via!r}")
-    spec = SIZES[size.upper()]
-    rng = random.Random(seed)
+    size = size.upper()
+    spec = SIZES[size]
+    n_banks = banks or spec.banks
+    if n_banks > len(BANK_SHARES):
+        raise ValueError(f"at most {len(BANK_SHARES)} banks")
+    plans = [BankPlan(size=size, seed=seed, bank=bank, banks=n_banks, slug=slug, via=via, commit_every=commit_every,
+                      end=end_date or END_DATE) for bank in range(n_banks)]
     started = time.perf_counter()
-    summaries = []
-    for bank in range(spec.banks):
-        # Banks of very different sizes, as in a real network.
-        share = [0.4, 0.25, 0.15, 0.12, 0.08][bank] if spec.banks > 1 else 1.0
-        bank_slug = slug if bank == 0 else f"{slug}-{bank + 1}"
-        name = "Riverside Time Bank" if bank == 0 else f"Time Bank {bank + 1}"
-        builder = Builder(session, rng=rng, size=spec, slug=bank_slug, name=name,
-                          members=max(10, int(spec.members * share)),
-                          organisations=max(3, int(spec.organisations * share)),
-                          events=int(spec.events * share), logins=bank == 0, echo=echo, progress=progress,
-                          commit_every=commit_every, via=via, end=end_date or END_DATE)
-        builder.build_population()
-        builder.build_history()
-        builder.build_match_history()
-        # The bulk path writes rows without the ORM, so the report roll-up's session hook never saw them:
-        # rebuild the roll-up from the raw rows (on the service path this gives the same rows again).
-        rebuild_rollups(session, builder.timebank_id)
-        summaries.append(builder)
+    jobs = min(jobs, n_banks)
+    if jobs > 1:
+        if session.get_bind().dialect.name != "postgresql" or not commit_every:
+            raise ValueError("several jobs need PostgreSQL and commit_every (each worker commits its bank)")
+        session.commit()  # the workers' connections must see whatever the caller has written
+        summaries = _build_in_parallel(session, plans, jobs, echo)
+    else:
+        summaries = [build_bank(session, plan, echo=echo, progress=progress) for plan in plans]
     summary = _summary(summaries, time.perf_counter() - started)
     for line in summary["lines"]:
         echo(line)
     return summary
 
 
-def _summary(builders, seconds) -> dict:
+def _summary(banks: list[dict], seconds) -> dict:
     totals: dict[str, int] = {}
-    for b in builders:
-        for key, value in b.stats.items():
+    for b in banks:
+        for key, value in b["stats"].items():
             totals[key] = totals.get(key, 0) + value
-    members = sum(len(b.people) for b in builders)
-    traded = sum(1 for b in builders for p in b.people if p.traded)
-    orgs = sum(len(b.orgs) for b in builders)
+    members = sum(b["members"] for b in banks)
+    traded = sum(b["traded"] for b in banks)
+    orgs = sum(b["organisations"] for b in banks)
     hours = (totals["individual_minutes"] + totals["collective_minutes"]) / 60
     lines = [
-        f"Demo community: {', '.join(b.slug for b in builders)} ({seconds:.1f} s)",
+        f"Demo community: {', '.join(b['slug'] for b in banks)} ({seconds:.1f} s)",
         f"  members with accounts {members:,} ({members - traded:,} never traded), "
         f"pending applications {totals['pending_applications']:,}, left {totals['left']:,}, "
         f"suspended {totals['suspended']:,}",
@@ -1161,7 +1240,7 @@ def _summary(builders, seconds) -> dict:
         f"  open offers {totals['offers']:,}, open requests and opportunities {totals['requests']:,}; "
         f"matches proposed {totals['matches']:,} ({totals['matches_logged']:,} with hours logged)",
     ]
-    return {"timebanks": [b.slug for b in builders], "seconds": seconds, "members": members,
+    return {"timebanks": [b["slug"] for b in banks], "seconds": seconds, "members": members,
             "never_traded": members - traded, "organisations": orgs, "hours": hours, "lines": lines, **totals}
 
 

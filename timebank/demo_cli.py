@@ -1,6 +1,8 @@
 """flask --app timebank seed demo --size S|M|L|XL [--seed N] [--timebank SLUG]"""
 from __future__ import annotations
 
+import os
+
 import click
 from sqlalchemy import select
 
@@ -24,9 +26,12 @@ LARGE_COMMIT_EVERY = 2_000
 @click.option("--via", type=click.Choice(["bulk", "services"]), default="bulk", show_default=True,
               help="bulk: the rows the services write, validated in memory and written in batches (triggers on); "
                    "services: one service call per event (the slow reference).")
+@click.option("--jobs", type=int, default=None,
+              help="Build this many time banks at once, in worker processes (XL's five banks; PostgreSQL only). "
+                   "Default: one more than the CPUs on PostgreSQL, else 1.")
 @click.option("--end-date", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
               help="The story's last day (default: a fixed date, 2026-10-31, so a seed always gives the same rows).")
-def seed_demo_command(size, seed, slug, commit_every, via, end_date):
+def seed_demo_command(size, seed, slug, commit_every, via, jobs, end_date):
     """Build a realistic demo community: the rows the app's own services write, every ledger check on."""
     from timebank import demo
     from timebank.community.models import TimeBank
@@ -36,9 +41,17 @@ def seed_demo_command(size, seed, slug, commit_every, via, end_date):
         raise click.ClickException(f"A time bank called {slug!r} already exists; choose another --timebank.")
     if commit_every is None and size in ("L", "XL"):
         commit_every = LARGE_COMMIT_EVERY
+    postgres = db.engine.dialect.name == "postgresql"
+    if jobs is None:
+        # Each worker and its database connection take turns on the CPU: one worker more than the CPUs keeps
+        # them busy.
+        jobs = (os.cpu_count() or 1) + 1 if postgres and commit_every else 1
+    elif jobs > 1 and not (postgres and commit_every):
+        raise click.UsageError("--jobs above 1 needs PostgreSQL and --commit-every (each worker commits its bank).")
     try:
         demo.load_demo(db.session, size=size, seed=seed, slug=slug, echo=click.echo, progress=True,
-                       commit_every=commit_every, via=via, end_date=end_date.date() if end_date else None)
+                       commit_every=commit_every, via=via, end_date=end_date.date() if end_date else None,
+                       jobs=jobs)
     except DomainError as exc:
         db.session.rollback()
         raise click.ClickException(exc.message)

@@ -271,3 +271,42 @@ def test_demo_has_a_match_history_through_every_stage(session):
     demo_member = session.scalar(select(Membership.id).join(demo.User, demo.User.id == Membership.user_id).where(
         demo.User.email == "member@demo.timebank", Membership.timebank_id == timebank.id))
     assert any(m.membership_id == demo_member and m.status == "proposed" for m in matches)
+
+
+def _balances_by_holder(session) -> dict:
+    """Every account's balance by who holds it. (Ids differ when banks are built side by side, and so do the chain
+    heads: a posting's hash covers its transfer's id.)"""
+    from sqlalchemy import text
+
+    return {tuple(r[:2]): r[2] for r in session.execute(text(
+        "SELECT t.slug, COALESCE(u.email, o.name, a.system_code, a.name), a.balance_minutes "
+        "FROM account a JOIN timebank t ON t.id = a.timebank_id "
+        "LEFT JOIN membership m ON m.account_id = a.id LEFT JOIN \"user\" u ON u.id = m.user_id "
+        "LEFT JOIN organisation o ON o.account_id = a.id"))}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("TEST_DB") != "postgres", reason="banks are built in parallel on PostgreSQL only")
+def test_banks_built_in_parallel_processes_are_the_banks_built_one_after_another(committed_db, app):
+    from tests.conftest import reset_database
+
+    results = []
+    for jobs in (1, 3):
+        committed_db.session.remove()
+        reset_database(app)
+        summary = demo.load_demo(committed_db.session, size="XS", seed=5, echo=_quiet, banks=3, jobs=jobs,
+                                 commit_every=100)
+        committed_db.session.commit()
+        assert verify_ledger(committed_db.session).ok
+        results.append((summary["timebanks"], summary["transfers"], _balances_by_holder(committed_db.session)))
+    assert results[0][0] == ["riverside", "riverside-2", "riverside-3"]
+    assert results[0][1] > 300
+    assert results[0] == results[1]
+
+
+def test_parallel_banks_need_postgresql_and_commits(session):
+    if session.get_bind().dialect.name != "postgresql":
+        with pytest.raises(ValueError, match="PostgreSQL"):
+            demo.load_demo(session, size="XS", seed=5, echo=_quiet, banks=2, jobs=2, commit_every=100)
+    with pytest.raises(ValueError, match="commit_every"):
+        demo.load_demo(session, size="XS", seed=5, echo=_quiet, banks=2, jobs=2)
