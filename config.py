@@ -65,6 +65,9 @@ class Config:
     # of its many-branch statement costs more (about 0.5 s on the XL bench) than it saves. Empty: leave as is.
     REPORTS_WORK_MEM = os.environ.get("REPORTS_WORK_MEM", "64MB")
     REPORTS_JIT = os.environ.get("REPORTS_JIT", "off")
+    # PostgreSQL: the dashboard runs its independent statements on two connections at once, both reading the
+    # same snapshot (timebank/impact/db.py, beside). "0" runs them one after the other on one connection.
+    REPORTS_PARALLEL = os.environ.get("REPORTS_PARALLEL", "1") not in ("0", "false", "no")
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_SECURE = os.environ.get("SESSION_COOKIE_SECURE", "0") == "1"

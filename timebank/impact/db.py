@@ -43,6 +43,63 @@ def tune_for_reports(session) -> None:
             session.execute(text("SELECT set_config(:name, :value, true)"), {"name": name, "value": value})
 
 
+_SNAPSHOT_ID = re.compile(r"^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$")
+
+
+def _snapshot_reader(session):
+    """A second session on `session`'s engine that reads `session`'s snapshot, or None where that cannot hold:
+    not PostgreSQL, REPORTS_PARALLEL off, or `session`'s transaction has written (no other connection would see
+    its rows)."""
+    bind = session.get_bind()
+    if bind.dialect.name != "postgresql" or not has_app_context() or not current_app.config.get("REPORTS_PARALLEL"):
+        return None
+    snapshot = session.execute(text(
+        "SELECT CASE WHEN txid_current_if_assigned() IS NULL THEN pg_export_snapshot() END")).scalar()
+    if snapshot is None or not _SNAPSHOT_ID.match(snapshot):
+        return None
+    reader = Session(bind=bind.engine if hasattr(bind, "engine") else bind)
+    reader.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
+    reader.execute(text(f"SET TRANSACTION SNAPSHOT '{snapshot}'"))  # a literal only; checked above
+    tune_for_reports(reader)
+    return reader
+
+
+@contextlib.contextmanager
+def beside(session, work):
+    """Run `work(session)` beside the caller's own statements; yields a function that returns its result.
+
+    On PostgreSQL the work runs in a thread, on a second connection importing this transaction's snapshot
+    (pg_export_snapshot), so it reads exactly what `session` reads while the database runs both on two cores.
+    Elsewhere, or where that cannot hold (see _snapshot_reader), it runs in `session` when the result is asked for.
+    """
+    reader = _snapshot_reader(session)
+    if reader is None:
+        results: list = []
+
+        def result():
+            if not results:
+                results.append(work(session))
+            return results[0]
+
+        yield result
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    app = current_app._get_current_object()
+
+    def run():
+        with app.app_context():
+            return work(reader)
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reports-beside")
+    try:
+        future = pool.submit(run)
+        yield future.result
+    finally:
+        pool.shutdown(wait=True)  # the thread is done with the reader before it is closed
+        reader.close()
+
+
 @contextlib.contextmanager
 def reports_session(session=None):
     """Yield a session for read-only report queries.

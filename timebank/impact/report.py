@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from timebank.community.models import TimeBank
 from timebank.impact import figures, queries, suppression, unmet
-from timebank.impact.db import reports_session
+from timebank.impact.db import beside, reports_session
 from timebank.impact.valuation import value_of
 
 HEADLINE_FIELDS = ("minutes_delivered", "hours_delivered", "exchanges", "members_total", "members_active",
@@ -65,7 +65,18 @@ def build_report(timebanks: list[TimeBank], start: dt.date, end: dt.date, group_
     """
     ids = [tb.id for tb in timebanks]
     prev_start, prev_end = previous_period(start, end)
-    with reports_session(session) as session:
+    settings = [tb.settings or {} for tb in timebanks]
+
+    def side_figures(reader) -> dict:
+        """The figures that do not depend on the person-level pass: read beside it (see db.beside)."""
+        return {"reconciliation": queries.ledger_minutes_delivered(reader, ids, start, end),
+                "no_trade_yet": queries._no_trade_yet(reader, ids, start, end, source),
+                "pot": figures.pot_movements(reader, ids, start, end),
+                "trend_hours": figures.trend_hours(reader, ids, start, end, group_by, source),
+                "joined": figures.members_joined(reader, ids, start, end, group_by),
+                "unmet_need": unmet_need(reader, ids, start, end, settings)}
+
+    with reports_session(session) as session, beside(session, side_figures) as side:
         now, before = figures.report_figures(session, ids, start, end, (prev_start, prev_end), group_by=group_by,
                                              source=source)
         head = queries._headline(session, ids, start, end, now["minutes"], now["exchanges"],
@@ -83,27 +94,25 @@ def build_report(timebanks: list[TimeBank], start: dt.date, end: dt.date, group_
             "change": {k: (round(head[k] - prev[k], 1) if isinstance(head[k], float) else head[k] - prev[k])
                        for k in HEADLINE_FIELDS},
             "group_by": group_by,
-            "trend": _trend(session, ids, start, end, group_by, source, now),
+            "trend": _trend(now, side()),
             "breakdowns": {
                 name: {"title": title, "rows": _suppressed_breakdown(now["breakdowns"][name],
                                                                      before["breakdowns"][name])}
                 for name, (title, _expr) in queries.DIMENSIONS.items()
             },
-            "engagement": _engagement(session, ids, start, end, head, now, before, source),
+            "engagement": _engagement(head, now, before, side()),
             "value": value_of({ids[0]: head["minutes_delivered"]} if len(ids) == 1 else
                               queries.minutes_by_timebank(session, ids, start, end, source),
                               {tb.id: tb.settings or {} for tb in timebanks}, start, end),
-            "unmet_need": unmet_need(session, ids, start, end, [tb.settings or {} for tb in timebanks]),
-            "reconciliation": {"ledger_minutes_delivered": queries.ledger_minutes_delivered(session, ids, start,
-                                                                                             end)},
+            "unmet_need": side()["unmet_need"],
+            "reconciliation": {"ledger_minutes_delivered": side()["reconciliation"]},
             "closed": None,
         }
     return report
 
 
-def _trend(session, ids, start, end, group_by, source, now) -> list[dict]:
-    hours = figures.trend_hours(session, ids, start, end, group_by, source)
-    joined = figures.members_joined(session, ids, start, end, group_by)
+def _trend(now, side) -> list[dict]:
+    hours, joined = side["trend_hours"], side["joined"]
     rows = []
     for entry in now["trend_active"]:
         minutes, exchanges = hours.get(entry["period"], (0, 0))
@@ -113,8 +122,8 @@ def _trend(session, ids, start, end, group_by, source, now) -> list[dict]:
     return rows
 
 
-def _engagement(session, ids, start, end, head, now, before, source) -> dict:
-    pot = figures.pot_movements(session, ids, start, end)
+def _engagement(head, now, before, side) -> dict:
+    pot = side["pot"]
     total, active = head["members_total"], head["members_active"]
     prev_active, retained = before["members_active"], now["retained"]
     return {
@@ -124,7 +133,7 @@ def _engagement(session, ids, start, end, head, now, before, source) -> dict:
         "members_retained": retained,
         "exchanges_per_active_member": round(head["exchanges"] / active, 2) if active else None,
         "distinct_partners_per_member": round(now["partners_avg"], 2) if now["partners_avg"] is not None else None,
-        "members_no_trade_yet": queries._no_trade_yet(session, ids, start, end, source),
+        "members_no_trade_yet": side["no_trade_yet"],
         "days_joining_to_first_exchange_avg": (round(now["first_days_avg"], 1)
                                                if now["first_days_avg"] is not None else None),
         "new_members_with_first_exchange": now["first_count"],
