@@ -78,6 +78,8 @@ def run(size: str) -> None:
               f"{summary['organisations']:,} organisations, {summary['transfers']:,} transfers, "
               f"{summary['hours']:,.0f} hours; {report.summary()} ({verify_wall:.1f} s); load average {load:.1f}",
               flush=True)
+        for slug, phases in summary["phases"].items():
+            print(f"  {slug}: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in phases.items()), flush=True)
 
 
 if __name__ == "__main__":

@@ -279,6 +279,7 @@ class Builder:
         self.slug, self.name = slug, name
         self.n_members, self.n_orgs, self.n_events = members, organisations, events
         self.logins, self.echo, self.progress = logins, echo, progress
+        self.bank = 0  # which of the community's banks (build_bank sets it)
         self.commit_every = commit_every
         self.start = _add_months(self.end.replace(day=1), 1 - size.months)
         self.balance: dict[int, int] = {}
@@ -522,7 +523,7 @@ class Builder:
         self.givers = _Picker(rng, self.people, "give_weight")
         self.receivers = _Picker(rng, self.people, "receive_weight")
         changes = sorted(self.status_changes, key=lambda c: (c[0], c[1].id))
-        bar = self._bar(self.n_events, f"{self.slug}: exchanges")
+        bar = self._bar(self.n_events, f"{self.slug}: exchanges", counted=True)
         previous = None
         for month, count in zip(months, live):
             n = round(self.n_events * count / total)
@@ -1047,7 +1048,10 @@ class Builder:
     def _describe(self, category_id: int) -> str:
         return self.category_names[category_id]
 
-    def _bar(self, length, label):
+    def _bar(self, length, label, counted: bool = False):
+        """A progress bar on the terminal; in a worker process, the shared count of events (`counted` bars)."""
+        if _SHARED_PROGRESS is not None:
+            return _SharedBar(self.bank) if counted else _Bar(None)
         if self.progress:
             import click
 
@@ -1124,25 +1128,38 @@ def _bank_slug(slug: str, bank: int) -> str:
     return slug if bank == 0 else f"{slug}-{bank + 1}"
 
 
+def _share(plan: BankPlan) -> float:
+    shares = BANK_SHARES[:plan.banks]
+    return shares[plan.bank] / sum(shares) if plan.banks > 1 else 1.0
+
+
+def _events(plan: BankPlan) -> int:
+    return int(SIZES[plan.size].events * _share(plan))
+
+
 def build_bank(session, plan: BankPlan, *, echo=print, progress: bool = False) -> dict:
     """Build one bank of the demo (population, history, match history, roll-ups); returns its summary."""
     spec = SIZES[plan.size]
-    shares = BANK_SHARES[:plan.banks]
-    share = shares[plan.bank] / sum(shares) if plan.banks > 1 else 1.0
+    share = _share(plan)
     builder = Builder(session, rng=bank_rng(plan.seed, plan.bank), size=spec, slug=_bank_slug(plan.slug, plan.bank),
                       name="Riverside Time Bank" if plan.bank == 0 else f"Time Bank {plan.bank + 1}",
                       members=max(10, int(spec.members * share)),
                       organisations=max(3, int(spec.organisations * share)),
-                      events=int(spec.events * share), logins=plan.bank == 0, echo=echo, progress=progress,
+                      events=_events(plan), logins=plan.bank == 0, echo=echo, progress=progress,
                       commit_every=plan.commit_every, via=plan.via, end=plan.end)
-    builder.build_population()
-    builder.build_history()
-    builder.build_match_history()
+    builder.bank = plan.bank
+    phases = {}
     # The bulk path writes rows without the ORM, so the report roll-up's session hook never saw them:
     # rebuild the roll-up from the raw rows (on the service path this gives the same rows again).
-    rebuild_rollups(session, builder.timebank_id)
+    for name, step in (("population", builder.build_population), ("history", builder.build_history),
+                       ("match history", builder.build_match_history),
+                       ("roll-ups", lambda: rebuild_rollups(session, builder.timebank_id))):
+        started = time.perf_counter()
+        step()
+        phases[name] = time.perf_counter() - started
     return {"slug": builder.slug, "stats": dict(builder.stats), "members": len(builder.people),
-            "traded": sum(1 for p in builder.people if p.traded), "organisations": len(builder.orgs)}
+            "traded": sum(1 for p in builder.people if p.traded), "organisations": len(builder.orgs),
+            "phases": phases}
 
 
 def _build_bank_in_worker(url: str, plan: BankPlan) -> dict:
@@ -1161,21 +1178,65 @@ def _build_bank_in_worker(url: str, plan: BankPlan) -> dict:
     return summary
 
 
-def _build_in_parallel(session, plans: list[BankPlan], jobs: int, echo) -> list[dict]:
+# In a worker process: the shared count of events written, one counter per bank (see _build_in_parallel).
+_SHARED_PROGRESS = None
+
+
+def _init_worker(counters) -> None:
+    global _SHARED_PROGRESS
+    _SHARED_PROGRESS = counters
+
+
+class _SharedBar:
+    """A worker's progress through its bank's events, added to the bank's shared counter every few hundred."""
+
+    def __init__(self, bank: int):
+        self.bank, self.pending = bank, 0
+
+    def update(self, n):
+        self.pending += n
+        if self.pending >= 500:
+            self.finish()
+
+    def finish(self):
+        with _SHARED_PROGRESS.get_lock():
+            _SHARED_PROGRESS[self.bank] += self.pending
+        self.pending = 0
+
+
+def _build_in_parallel(session, plans: list[BankPlan], jobs: int, echo, progress: bool) -> list[dict]:
     """Build the banks in `jobs` worker processes, biggest first (they are independent: one stream, one slug and
-    one set of accounts each). Each worker commits its bank; the caller's session writes nothing."""
-    from concurrent.futures import ProcessPoolExecutor
+    one set of accounts each). Each worker commits its bank; the caller's session writes nothing. With
+    `progress`, one bar for the events of every bank."""
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     import multiprocessing
+
+    import click
 
     url = session.get_bind().url.render_as_string(hide_password=False)
     summaries: dict[int, dict] = {}
     # spawn, not fork: a forked child would share the parent's open database connections.
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    context = multiprocessing.get_context("spawn")
+    counters = context.Array("q", len(plans))
+    bar = click.progressbar(length=sum(_events(p) for p in plans), label="exchanges, all banks") if progress else None
+    shown = 0
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker,
+                             initargs=(counters,)) as pool:
         futures = {pool.submit(_build_bank_in_worker, url, plan): plan for plan in plans}
-        for future in futures:
-            plan = futures[future]
-            summaries[plan.bank] = future.result()
-            echo(f"  built {summaries[plan.bank]['slug']}")
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=1, return_when=FIRST_COMPLETED)
+            if bar is not None:
+                written = sum(counters[:])
+                bar.update(written - shown)
+                shown = written
+            for future in done:
+                plan = futures[future]
+                summaries[plan.bank] = future.result()
+                if bar is None:
+                    echo(f"  built {summaries[plan.bank]['slug']}")
+    if bar is not None:
+        bar.render_finish()
     return [summaries[plan.bank] for plan in sorted(plans, key=lambda p: p.bank)]
 
 
@@ -1207,7 +1268,7 @@ def load_demo(session, *, size: str = "S", seed: int = 1, slug: str = "riverside
         if session.get_bind().dialect.name != "postgresql" or not commit_every:
             raise ValueError("several jobs need PostgreSQL and commit_every (each worker commits its bank)")
         session.commit()  # the workers' connections must see whatever the caller has written
-        summaries = _build_in_parallel(session, plans, jobs, echo)
+        summaries = _build_in_parallel(session, plans, jobs, echo, progress)
     else:
         summaries = [build_bank(session, plan, echo=echo, progress=progress) for plan in plans]
     summary = _summary(summaries, time.perf_counter() - started)
@@ -1241,6 +1302,7 @@ def _summary(banks: list[dict], seconds) -> dict:
         f"matches proposed {totals['matches']:,} ({totals['matches_logged']:,} with hours logged)",
     ]
     return {"timebanks": [b["slug"] for b in banks], "seconds": seconds, "members": members,
+            "phases": {b["slug"]: b["phases"] for b in banks},
             "never_traded": members - traded, "organisations": orgs, "hours": hours, "lines": lines, **totals}
 
 

@@ -161,7 +161,10 @@ class BulkWriter:
             model_table = _MODELS[table].__table__
             if table in ("notification", "audit_event", "posting"):
                 rows = [{k: v for k, v in r.items() if k != "id"} for r in rows]
-            execute(model_table.insert(), [dict(r) for r in rows])
+            if self.ids.postgres:
+                self._copy(model_table, rows)
+            else:
+                execute(model_table.insert(), [dict(r) for r in rows])
             if table in self.flushed:
                 self.flushed[table].update(r["id"] for r in self.new[table])
             self.new[table] = []
@@ -175,6 +178,23 @@ class BulkWriter:
             execute(statement, [{"row_id": r["id"], **{c: r[c] for c in columns}} for r in changed.values()])
             changed.clear()
         self._forget_old()
+
+    def _copy(self, model_table, rows: list[dict]) -> None:
+        """PostgreSQL: the rows through COPY, which fires the same row triggers and checks the same constraints as
+        INSERT but costs the server far less per row than one INSERT execution each (and Python less than
+        SQLAlchemy's parameter handling). Values go through the columns' own bind processing (JSON to text)."""
+        columns = [name for name in rows[0] if name in model_table.c]  # rows also carry the writer's own notes
+        dialect = self.session.get_bind().dialect
+        processors = [model_table.c[name].type._cached_bind_processor(dialect) for name in columns]
+        converted = [(i, p) for i, p in enumerate(processors) if p is not None]
+        cursor = self.session.connection().connection.dbapi_connection.cursor()
+        names = ", ".join(f'"{name}"' for name in columns)
+        with cursor.copy(f'COPY "{model_table.name}" ({names}) FROM STDIN') as copy:
+            for row in rows:
+                values = [row[name] for name in columns]  # KeyError: a row without a column the first one has
+                for i, process in converted:
+                    values[i] = process(values[i])
+                copy.write_row(values)
 
     def _forget_old(self, keep: int = 50_000) -> None:
         """Bound memory on large loads: settled rows far behind the newest are never touched again."""
