@@ -21,8 +21,8 @@ import datetime as dt
 
 from sqlalchemy import text
 
-from timebank.impact.queries import (DAILY_DIMENSIONS, DIMENSIONS, MEMBER_ROLES_SQL, TAG_BITS, _buckets, _daily,
-                                     _days_between, _dialect, _facts, _month, _params, _run, category_bit,
+from timebank.impact.queries import (DAILY_DIMENSIONS, DIMENSIONS, MEMBER_ROLES_SQL, TAG_BITS, YEAR_STARTS, _buckets,
+                                     _daily, _days_between, _dialect, _facts, _month, _params, _run, category_bit,
                                      member_month_sql)
 
 SMALL_DIMENSIONS = ("coproduction_type", "outcome_area", "collective", "substitutive", "kind")
@@ -91,14 +91,39 @@ def month_split(start: dt.date, end: dt.date) -> tuple[tuple[dt.date, dt.date] |
 
 
 _MEMBER_MONTH_READ = "month, membership_id, active, gave, received, given_minutes, first_on, tag_mask, category_mask"
+_MEMBER_YEAR_READ = _MEMBER_MONTH_READ.replace("month", "starts_on AS month", 1)
+
+
+def year_split(first_month: dt.date, last_month: dt.date) -> tuple[list[dt.date], list[tuple[dt.date, dt.date]]]:
+    """([first days of the whole years, starting in a YEAR_STARTS month, inside the months first_month..last_month],
+    [(first, last) month ranges left over]), taking a year wherever one starts and fits, from the left."""
+    years, ranges, month = [], [], first_month
+    while month <= last_month:
+        following = month.replace(year=month.year + 1)
+        if month.month in YEAR_STARTS and following <= _next_month(last_month):
+            years.append(month)
+            month = following
+            continue
+        if ranges and _next_month(ranges[-1][1]) == month:
+            ranges[-1] = (ranges[-1][0], month)
+        else:
+            ranges.append((month, month))
+        month = _next_month(month)
+    return years, ranges
+
+
+def _next_month(month: dt.date) -> dt.date:
+    return dt.date(month.year + (month.month == 12), month.month % 12 + 1, 1)
 
 
 def _member_months(session, source: str, params: dict, key: str, start: dt.date, end: dt.date,
-                   facts_cte: str) -> str:
-    """A SELECT of the period's member-month rows (month, membership_id, flags...), one per member and month.
+                   facts_cte: str, years: bool = False) -> str:
+    """A SELECT of the period's member rows (month, membership_id, flags...): per member and month, or with
+    `years` per member and whole year where the period holds one (rows whose `month` is the year's first day).
 
-    From the roll-up: whole months from impact_member_month, edge days grouped from impact_fact. From raw rows:
-    all grouped from the raw-derived fact CTE `facts_cte` (the oracle for impact_member_month).
+    From the roll-up: whole years from impact_member_year, other whole months from impact_member_month, edge days
+    grouped from impact_fact. From raw rows: all grouped per month from the raw-derived fact CTE `facts_cte` (the
+    oracle for impact_member_month).
     """
     dialect = _dialect(session)
     if source == "raw":
@@ -106,9 +131,18 @@ def _member_months(session, source: str, params: dict, key: str, start: dt.date,
     full, ranges = month_split(start, end)
     parts = []
     if full is not None:
-        params[f"{key}m0"], params[f"{key}m1"] = full
-        parts.append(f"SELECT {_MEMBER_MONTH_READ} FROM impact_member_month "
-                     f"WHERE timebank_id IN :tb AND month BETWEEN :{key}m0 AND :{key}m1")
+        whole_years, months = year_split(*full) if years else ([], [full])
+        if whole_years:
+            names = []
+            for i, starts_on in enumerate(whole_years):
+                params[f"{key}y{i}"] = starts_on
+                names.append(f":{key}y{i}")
+            parts.append(f"SELECT {_MEMBER_YEAR_READ} FROM impact_member_year "
+                         f"WHERE timebank_id IN :tb AND starts_on IN ({', '.join(names)})")
+        for i, (m0, m1) in enumerate(months):
+            params[f"{key}m0{i}"], params[f"{key}m1{i}"] = m0, m1
+            parts.append(f"SELECT {_MEMBER_MONTH_READ} FROM impact_member_month "
+                         f"WHERE timebank_id IN :tb AND month BETWEEN :{key}m0{i} AND :{key}m1{i}")
     for i, (a, b) in enumerate(ranges):
         params[f"{key}a{i}"], params[f"{key}b{i}"] = a, b
         where = f"p.timebank_id IN :tb AND p.on_date BETWEEN :{key}a{i} AND :{key}b{i}"
@@ -221,11 +255,16 @@ def _member_pass(session, timebank_ids, periods, small_values, categories, group
                        if (name, label) in TAG_BITS} | {TAG_BITS[("organisation", "")]})
         category_bits = sorted(categories[key][0].values())
         flag_columns = f", BIT_OR(m{key}.tag_mask) AS tags, BIT_OR(m{key}.category_mask) AS cats"
-        # The current period's rows are read twice (per member, per month); the previous period's once. Read
-        # from the roll-up, reading the table twice is cheaper than keeping a copy; derived from raw rows, not.
-        materialized = "MATERIALIZED " if source == "raw" else "NOT MATERIALIZED "
-        ctes.append(f"m{key} AS {materialized if key == 'c' else ''}"
-                    f"({_member_months(session, source, params, key, start, end, facts_cte)})")
+        # Per member: whole years read from the year rows. The current period is also read per month (the trend):
+        # from the roll-up a second read of the month rows; derived from raw rows, the same rows kept once.
+        if source == "raw":
+            ctes.append(f"m{key} AS MATERIALIZED "
+                        f"({_member_months(session, source, params, key, start, end, facts_cte)})")
+        else:
+            ctes.append(f"m{key} AS ({_member_months(session, source, params, key, start, end, facts_cte, years=True)})")
+        if key == "c":
+            ctes.append("mt AS (SELECT * FROM mc)" if source == "raw" else
+                        f"mt AS ({_member_months(session, source, params, 't', start, end, facts_cte)})")
         # One row per member with what the selects below need of the membership, joined once here (the planner
         # cannot estimate a CTE's rows, and joined per select it chose a nested loop per member).
         member_columns = ", ".join(f"{expr} AS d_{name}" for name, expr in MEMBER_DIMENSIONS.items())
@@ -258,12 +297,12 @@ def _member_pass(session, timebank_ids, periods, small_values, categories, group
                SUM(CASE WHEN {new_member} THEN 1 ELSE 0 END)
         FROM fc f WHERE f.act = 1""")
         if group_by == "month":  # one member-month row per member and month: sum the flags
-            selects.append("SELECT 'c', 'trend', CAST(mc.month AS VARCHAR(10)), SUM(mc.active), 0 FROM mc "
-                           "GROUP BY mc.month")
+            selects.append("SELECT 'c', 'trend', CAST(mt.month AS VARCHAR(10)), SUM(mt.active), 0 FROM mt "
+                           "GROUP BY mt.month")
         else:
-            bucket = _month(session, "mc.month", group_by)
-            selects.append(f"SELECT 'c', 'trend', {bucket}, COUNT(DISTINCT CASE WHEN mc.active = 1 "
-                           f"THEN mc.membership_id END), 0 FROM mc GROUP BY {bucket}")
+            bucket = _month(session, "mt.month", group_by)
+            selects.append(f"SELECT 'c', 'trend', {bucket}, COUNT(DISTINCT CASE WHEN mt.active = 1 "
+                           f"THEN mt.membership_id END), 0 FROM mt GROUP BY {bucket}")
     out = {key: {"summary": {}, "flag": {}, "category": {}, "trend": {}, **{name: {} for name in MEMBER_DIMENSIONS}}
            for key, *_rest in periods}
     sql = f"WITH {', '.join(raw_ctes + ctes)} " + " UNION ALL ".join(selects)

@@ -130,6 +130,29 @@ class ImpactMemberMonth(db.Model):
     __table_args__ = ({"sqlite_with_rowid": False},)
 
 
+
+class ImpactMemberYear(db.Model):
+    """impact_member_month grouped per time bank, year and member, for years starting in January and in April
+    (queries.YEAR_STARTS): the same columns, `starts_on` the year's first day. A period of whole such years (a
+    calendar or financial year) reads one row per active member instead of one per active member and month.
+    Maintained with impact_member_month (rollups.py)."""
+
+    __tablename__ = "impact_member_year"
+
+    timebank_id: Mapped[int] = mapped_column(ForeignKey("timebank.id"), primary_key=True)
+    starts_on: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    membership_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    active: Mapped[int] = mapped_column(SmallInteger)
+    gave: Mapped[int] = mapped_column(SmallInteger)
+    received: Mapped[int] = mapped_column(SmallInteger)
+    given_minutes: Mapped[int] = mapped_column(Integer)
+    first_on: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    tag_mask: Mapped[int] = mapped_column(BigInteger)
+    category_mask: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+
 # Reports join exchanges to their transfers; the foundation has no index on exchange.transfer_id.
 from timebank.exchanges.models import Exchange  # noqa: E402
 

@@ -198,6 +198,35 @@ def member_month_sql(dialect: str, facts: str, where: str = "1 = 1", bit_or: boo
         GROUP BY p.timebank_id, {month}, p.membership_id"""
 
 
+# impact_member_year: the member-month rows grouped per year, for years starting in these months: January (calendar
+# years) and April (the financial year of UK public bodies, which is how commissioners report). A period made of
+# whole such years reads one row per member and year instead of one per member and month.
+YEAR_STARTS = (1, 4)
+MEMBER_YEAR_COLUMNS = ("timebank_id", "starts_on", "membership_id", "active", "gave", "received", "given_minutes",
+                       "first_on", "tag_mask", "category_mask")
+
+
+def year_start_sql(dialect: str, column: str, start_month: int) -> str:
+    """The first day of the year (starting in `start_month`) that holds the date `column`."""
+    if dialect == "sqlite":
+        return (f"date(printf('%04d-%02d-01', CAST(strftime('%Y', {column}) AS INTEGER) - "
+                f"(CAST(strftime('%m', {column}) AS INTEGER) < {start_month}), {start_month}))")
+    return (f"make_date(CAST(EXTRACT(YEAR FROM {column}) AS INTEGER) - "
+            f"CASE WHEN EXTRACT(MONTH FROM {column}) < {start_month} THEN 1 ELSE 0 END, {start_month}, 1)")
+
+
+def member_year_sql(dialect: str, start_month: int, where: str = "1 = 1") -> str:
+    """impact_member_year rows (MEMBER_YEAR_COLUMNS) for years starting in `start_month`, grouped from the
+    impact_member_month rows `mm` that `where` selects: flags by MAX, minutes summed, masks OR-ed (BIT_OR)."""
+    starts_on = year_start_sql(dialect, "mm.month", start_month)
+    return f"""
+        SELECT mm.timebank_id, {starts_on}, mm.membership_id, MAX(mm.active), MAX(mm.gave), MAX(mm.received),
+               SUM(mm.given_minutes), MIN(mm.first_on), COALESCE(BIT_OR(mm.tag_mask), 0),
+               COALESCE(BIT_OR(mm.category_mask), 0)
+        FROM impact_member_month mm WHERE {where}
+        GROUP BY mm.timebank_id, {starts_on}, mm.membership_id"""
+
+
 def _daily(source: str, suffix: str = "") -> str:
     """A CTE `dly` with the period's impact_daily rows (from the table, or grouped from raw-derived facts)."""
     d0, d1 = f"d0{suffix}", f"d1{suffix}"

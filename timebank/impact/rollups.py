@@ -1,4 +1,4 @@
-"""Keeping the report roll-up (impact_fact, impact_daily, impact_member_month) equal to what the raw rows say.
+"""Keeping the report roll-up (impact_fact, impact_daily, impact_member_month, impact_member_year) equal to what the raw rows say.
 
 The roll-up holds, per exchange, the fact rows that queries.RAW_EVENTS_SQL derives from the exchange
 and its transfers. It changes when an exchange is written (confirmed, tags edited, status changed)
@@ -15,8 +15,9 @@ import datetime as dt
 from sqlalchemy import bindparam, event, inspect, text
 from sqlalchemy.orm import Session
 
-from timebank.impact.queries import (DAILY_COLUMNS, FACT_COLUMNS, MEMBER_MONTH_COLUMNS, RAW_EVENTS_SQL,
-                                     daily_from_facts_sql, member_month_sql, raw_facts_sql)
+from timebank.impact.queries import (DAILY_COLUMNS, FACT_COLUMNS, MEMBER_MONTH_COLUMNS, MEMBER_YEAR_COLUMNS,
+                                     RAW_EVENTS_SQL, YEAR_STARTS, daily_from_facts_sql, member_month_sql,
+                                     member_year_sql, raw_facts_sql)
 
 # Exchange columns the fact rows read: a change to any other column (a note, a timestamp) leaves them alone.
 _WATCHED = ("status", "transfer_id", "minutes", "kind", "timebank_id", "provider_membership_id",
@@ -26,6 +27,7 @@ _WATCHED = ("status", "transfer_id", "minutes", "kind", "timebank_id", "provider
 _INSERT = f"INSERT INTO impact_fact ({', '.join(FACT_COLUMNS)}) "
 _INSERT_DAILY = f"INSERT INTO impact_daily ({', '.join(DAILY_COLUMNS)}) "
 _INSERT_MEMBER_MONTH = f"INSERT INTO impact_member_month ({', '.join(MEMBER_MONTH_COLUMNS)}) "
+_INSERT_MEMBER_YEAR = f"INSERT INTO impact_member_year ({', '.join(MEMBER_YEAR_COLUMNS)}) "
 
 
 def _events_for(where_e: str) -> str:
@@ -145,26 +147,50 @@ def _month_end(month: dt.date) -> dt.date:
     return (month.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
 
 
+def _year_start(month: dt.date, start_month: int) -> dt.date:
+    return dt.date(month.year - (month.month < start_month), start_month, 1)
+
+
+def _lock_keys(connection, table: str, timebank_id: int, period: dt.date, ids) -> None:
+    """PostgreSQL: wait for any other transaction regrouping these members' rows of this period to commit.
+
+    Two transactions regrouping the same member-month (a re-tag while the member confirms) would both insert its
+    row: the second waits here until the first commits, then sees its rows. Members go in sorted order, months
+    before years: every transaction takes these locks in one order. SQLite lets one writer in at a time."""
+    if connection.dialect.name != "postgresql":
+        return
+    connection.execute(text(
+        f"SELECT pg_advisory_xact_lock(hashtextextended('{table}:' || CAST(:tb AS text) || ':' "
+        "|| CAST(:m AS text) || ':' || CAST(m AS text), 0)) FROM unnest(CAST(:ids AS integer[])) AS m "
+        "ORDER BY m"), {"tb": timebank_id, "m": period, "ids": sorted(ids)})
+
+
 def refresh_member_months(connection, keys) -> None:
-    """Regroup impact_member_month for these (time bank, first day of month, membership) keys from impact_fact."""
+    """Regroup impact_member_month for these (time bank, first day of month, membership) keys from impact_fact,
+    then impact_member_year for the years holding those months."""
     members: dict[tuple, set] = {}
     for timebank_id, month, membership_id in keys:
         members.setdefault((timebank_id, month), set()).add(int(membership_id))
     dialect = connection.dialect.name
+    years: dict[tuple, set] = {}
     for (timebank_id, month), ids in sorted(members.items()):
         params = {"tb": timebank_id, "m": month, "m1": _month_end(month), "ids": sorted(ids)}
-        if dialect == "postgresql":
-            # Two transactions regrouping the same member-month (a re-tag while the member confirms) would
-            # both insert its row: the second waits here until the first commits, then sees its rows.
-            # SQLite lets one writer in at a time.
-            connection.execute(text(
-                "SELECT pg_advisory_xact_lock(hashtextextended('impact_member_month:' || CAST(:tb AS text) || ':' "
-                "|| CAST(:m AS text) || ':' || CAST(m AS text), 0)) FROM unnest(CAST(:ids AS integer[])) AS m "
-                "ORDER BY m"), params)
+        _lock_keys(connection, "impact_member_month", timebank_id, month, ids)
         connection.execute(text("DELETE FROM impact_member_month WHERE timebank_id = :tb AND month = :m "
                                 "AND membership_id IN :ids").bindparams(bindparam("ids", expanding=True)), params)
         connection.execute(text(_INSERT_MEMBER_MONTH + member_month_sql(
             dialect, "impact_fact", "p.timebank_id = :tb AND p.on_date BETWEEN :m AND :m1 AND p.membership_id IN :ids"))
+            .bindparams(bindparam("ids", expanding=True)), params)
+        for start_month in YEAR_STARTS:
+            years.setdefault((timebank_id, start_month, _year_start(month, start_month)), set()).update(ids)
+    for (timebank_id, start_month, starts_on), ids in sorted(years.items()):
+        params = {"tb": timebank_id, "y": starts_on, "y1": starts_on.replace(year=starts_on.year + 1)
+                  - dt.timedelta(days=1), "ids": sorted(ids)}
+        _lock_keys(connection, "impact_member_year", timebank_id, starts_on, ids)
+        connection.execute(text("DELETE FROM impact_member_year WHERE timebank_id = :tb AND starts_on = :y "
+                                "AND membership_id IN :ids").bindparams(bindparam("ids", expanding=True)), params)
+        connection.execute(text(_INSERT_MEMBER_YEAR + member_year_sql(
+            dialect, start_month, "mm.timebank_id = :tb AND mm.month BETWEEN :y AND :y1 AND mm.membership_id IN :ids"))
             .bindparams(bindparam("ids", expanding=True)), params)
 
 
@@ -197,11 +223,16 @@ def rebuild_rollups(session, timebank_id: int | None = None) -> int:
                                                                  " WHERE timebank_id = :tb")), params)
     connection.execute(text(_INSERT_MEMBER_MONTH + member_month_sql(
         connection.dialect.name, "impact_fact", "1 = 1" if timebank_id is None else "p.timebank_id = :tb")), params)
+    connection.execute(text("DELETE FROM impact_member_year" + ("" if timebank_id is None else
+                                                                " WHERE timebank_id = :tb")), params)
+    for start_month in YEAR_STARTS:
+        connection.execute(text(_INSERT_MEMBER_YEAR + member_year_sql(
+            connection.dialect.name, start_month, "1 = 1" if timebank_id is None else "mm.timebank_id = :tb")), params)
     count = connection.execute(text("SELECT COUNT(*) FROM impact_fact" + ("" if timebank_id is None else
                                                                           " WHERE timebank_id = :tb")),
                                params).scalar_one()
     # Fresh statistics for the planner after a bulk load (both dialects accept ANALYZE of one table).
-    for table in ("impact_fact", "impact_daily", "impact_member_month"):
+    for table in ("impact_fact", "impact_daily", "impact_member_month", "impact_member_year"):
         connection.execute(text(f"ANALYZE {table}"))
     return int(count)
 
