@@ -21,6 +21,8 @@ import datetime as dt
 
 from sqlalchemy import text
 
+from timebank.impact.db import beside
+
 from timebank.impact.queries import (DAILY_DIMENSIONS, DIMENSIONS, MEMBER_ROLES_SQL, TAG_BITS, YEAR_STARTS, _buckets,
                                      _daily, _days_between, _dialect, _facts, _month, _params, _run, category_bit,
                                      member_month_sql)
@@ -205,11 +207,20 @@ def report_figures(session, timebank_ids, start: dt.date, end: dt.date,
     small_values = {key: {name: [label for label, e in hours[key][name].items() if e[2]] for name in SMALL_DIMENSIONS}
                     for key in hours}
     categories = {key: _category_bits(hours[key]) for key in hours}
-    member = _member_pass(session, timebank_ids, periods, small_values, categories, group_by, source)
+    statements = {key: _fact_lists_statement(session, params, source, small_values[key], categories[key],
+                                             details=key == "c") for key, _start, _end, params in periods}
+
+    def fact_lists(reader) -> dict:
+        return {key: _run(reader, statements[key], params).all() for key, _start, _end, params in periods}
+
+    # The fact-row statements run beside the member pass (on PostgreSQL on a second connection, same snapshot).
+    with beside(session, fact_lists) as fact_rows:
+        member = _member_pass(session, timebank_ids, periods, small_values, categories, group_by, source)
+        rows = fact_rows()
     out = []
     for key, p_start, p_end, params in periods:
         out.append(_assemble(session, params, source, hours[key], small_values[key], member[key], categories[key],
-                             details=key == "c", start=p_start, end=p_end, group_by=group_by))
+                             rows[key], details=key == "c", start=p_start, end=p_end, group_by=group_by))
     return out[0], (out[1] if len(out) > 1 else None)
 
 
@@ -331,27 +342,15 @@ def _average(total: int, count: int):
         return Decimal(total) / Decimal(count)
 
 
-def _assemble(session, params, source, hours, small_values, member, categories, *, details, start, end,
-              group_by) -> dict:
-    total = hours["total"].get("", [0, 0, 0, ""])
+def _fact_lists_statement(session, params: dict, source: str, small_values, categories, *,
+                          details: bool) -> str:
+    """3. The statement over the period's fact rows: people by organisation (an open-ended list, grouped by id,
+    then labelled) and by the categories that share a mask bit, organisations taking part, distinct partners per
+    active member, and people per tag value outside the mask vocabulary (adds their parameters to `params`).
+    People by category (bit by bit) and with no organisation come from the member pass. Independent of the member
+    pass, so it can run beside it (report_figures)."""
     ctes, facts = _fact_source(source)
-    member_dims, flag_sums = {name: member[name] for name in MEMBER_DIMENSIONS}, member["flag"]
-    unknown = [(name, label) for name in SMALL_DIMENSIONS for label in small_values[name]
-               if (name, label) not in TAG_BITS]
-    # Sides with no member (an organisation providing) have no member-month row: their minutes are the rest of
-    # the total, shown as "not stated" like any side whose member has no ward, age band or gender.
-    organisation_minutes = int(total[0]) - sum(minutes for minutes, _people in member_dims["ward"].values())
-    if organisation_minutes:
-        for cells in member_dims.values():
-            minutes, people = cells.get(NOT_STATED, (0, 0))
-            cells[NOT_STATED] = (minutes + organisation_minutes, people)
-
-    # 3. From the fact rows: people by organisation (an open-ended list, grouped by id, then labelled) and by
-    # the categories that share a mask bit, organisations taking part, distinct partners per active member,
-    # and people per tag value outside the mask vocabulary. People by category (bit by bit) and with no
-    # organisation come from the member pass.
-    lists: dict[str, dict] = {"category": {}, "organisation": {}}
-    partners, unknown_people = None, {}
+    unknown = _unknown_tags(small_values)
     extra = ""
     # Distinct counts: SQLite's COUNT(DISTINCT) per group is cheaper than de-duplicating first; PostgreSQL sorts
     # for COUNT(DISTINCT) but hashes a DISTINCT subquery (about a fifth faster on the M bench).
@@ -398,10 +397,36 @@ def _assemble(session, params, source, hours, small_values, member, categories, 
         SELECT 'organisation', p.organisation_id, COUNT(DISTINCT p.membership_id), 0 FROM {facts} AND p.active = 1
           AND p.organisation_id IS NOT NULL
         GROUP BY p.organisation_id"""
-    pairs = 0
-    for section, key, n, n_pairs in _run(session, f"""
+    return f"""
         {'WITH ' + ctes.rstrip(', ') if ctes else ''}
-        {organisations_sql}{extra}""", params):
+        {organisations_sql}{extra}"""
+
+
+def _unknown_tags(small_values) -> list[tuple[str, str]]:
+    """The period's small-breakdown values outside the mask vocabulary: their people are counted from the facts."""
+    return [(name, label) for name in SMALL_DIMENSIONS for label in small_values[name] if (name, label) not in TAG_BITS]
+
+
+def _assemble(session, params, source, hours, small_values, member, categories, fact_rows, *, details, start,
+              end, group_by) -> dict:
+    total = hours["total"].get("", [0, 0, 0, ""])
+    ctes, facts = _fact_source(source)
+    member_dims, flag_sums = {name: member[name] for name in MEMBER_DIMENSIONS}, member["flag"]
+    unknown = _unknown_tags(small_values)
+    # Sides with no member (an organisation providing) have no member-month row: their minutes are the rest of
+    # the total, shown as "not stated" like any side whose member has no ward, age band or gender.
+    organisation_minutes = int(total[0]) - sum(minutes for minutes, _people in member_dims["ward"].values())
+    if organisation_minutes:
+        for cells in member_dims.values():
+            minutes, people = cells.get(NOT_STATED, (0, 0))
+            cells[NOT_STATED] = (minutes + organisation_minutes, people)
+
+    lists: dict[str, dict] = {"category": {}, "organisation": {}}
+    partners, unknown_people = None, {}
+    hashed, counted = _dialect(session) == "postgresql", source == "rollup"
+    alone, _shared = categories
+    pairs = 0
+    for section, key, n, n_pairs in fact_rows:
         pairs += int(n_pairs or 0)
         if section == "organisation" and key is None:  # members' sides with no organisation: partners only
             continue
