@@ -1,5 +1,5 @@
-"""impact speed: impact_member_year (impact_member_month grouped per calendar year and per April-March year),
-filled from impact_member_month
+"""impact speed: impact_member_year (impact_member_month grouped per calendar year and per April-March year) and
+impact_member_first (each member's first delivered exchange), filled from the existing roll-up
 
 Revision ID: 0019_impact_member_year
 Revises: 0018_impact_previous_days
@@ -39,6 +39,20 @@ def upgrade():
         op.execute(f"INSERT INTO impact_member_year ({', '.join(MEMBER_YEAR_COLUMNS)}) "
                    f"{member_year_sql(op.get_bind().dialect.name, start_month)}")
 
+    op.create_table(
+        "impact_member_first",
+        sa.Column("timebank_id", sa.Integer(), nullable=False),
+        sa.Column("membership_id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("first_on", sa.Date(), nullable=False),
+        sa.ForeignKeyConstraint(["timebank_id"], ["timebank.id"],
+                                name=op.f("fk_impact_member_first_timebank_id_timebank")),
+        sa.PrimaryKeyConstraint("timebank_id", "membership_id", name=op.f("pk_impact_member_first")),
+    )
+    from timebank.impact.queries import member_first_sql
+
+    op.execute(f"INSERT INTO impact_member_first (timebank_id, membership_id, first_on) {member_first_sql()}")
+
 
 def downgrade():
+    op.drop_table("impact_member_first")
     op.drop_table("impact_member_year")

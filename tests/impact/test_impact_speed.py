@@ -101,6 +101,11 @@ def member_year_rows(session, timebank_id):
         "FROM impact_member_year WHERE timebank_id = :tb"), {"tb": timebank_id}))
 
 
+def member_first_rows(session, timebank_id):
+    return sorted(tuple(str(v) for v in r) for r in session.execute(text(
+        "SELECT membership_id, first_on FROM impact_member_first WHERE timebank_id = :tb"), {"tb": timebank_id}))
+
+
 def check(session, timebank):
     ids = [timebank.id]
     for start, end in PERIODS:
@@ -125,10 +130,12 @@ def test_property_fast_path_equals_raw_rows_on_a_random_community(session, timeb
     try:
         random_community(session, timebank, seed)
         check(session, timebank)
-        kept = member_month_rows(session, timebank.id), member_year_rows(session, timebank.id)
-        assert kept[1], "the random community has year rows"
+        kept = (member_month_rows(session, timebank.id), member_year_rows(session, timebank.id),
+                member_first_rows(session, timebank.id))
+        assert kept[1] and kept[2], "the random community has year rows and first days"
         rebuild_rollups(session, timebank.id)
-        assert (member_month_rows(session, timebank.id), member_year_rows(session, timebank.id)) == kept
+        assert (member_month_rows(session, timebank.id), member_year_rows(session, timebank.id),
+                member_first_rows(session, timebank.id)) == kept
     finally:
         savepoint.rollback()
 

@@ -153,6 +153,18 @@ class ImpactMemberYear(db.Model):
     __table_args__ = ({"sqlite_with_rowid": False},)
 
 
+class ImpactMemberFirst(db.Model):
+    """The day of each member's first delivered exchange (the earliest impact_fact row with sign +1, whatever
+    became of the exchange since): "members with no trade yet" is then one join, not a search of each member's
+    facts. Maintained with impact_fact (rollups.py); a member with no such row has no row here."""
+
+    __tablename__ = "impact_member_first"
+
+    timebank_id: Mapped[int] = mapped_column(ForeignKey("timebank.id"), primary_key=True)
+    membership_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    first_on: Mapped[dt.date] = mapped_column(Date)
+
+
 # Reports join exchanges to their transfers; the foundation has no index on exchange.transfer_id.
 from timebank.exchanges.models import Exchange  # noqa: E402
 

@@ -227,6 +227,13 @@ def member_year_sql(dialect: str, start_month: int, where: str = "1 = 1") -> str
         GROUP BY mm.timebank_id, {starts_on}, mm.membership_id"""
 
 
+def member_first_sql(where: str = "1 = 1") -> str:
+    """impact_member_first rows (timebank_id, membership_id, first_on) from the facts `f` that `where` selects:
+    each member's first delivered day."""
+    return (f"SELECT f.timebank_id, f.membership_id, MIN(f.on_date) FROM impact_fact f WHERE f.sign = 1 "
+            f"AND f.membership_id IS NOT NULL AND {where} GROUP BY f.timebank_id, f.membership_id")
+
+
 def _daily(source: str, suffix: str = "") -> str:
     """A CTE `dly` with the period's impact_daily rows (from the table, or grouped from raw-derived facts)."""
     d0, d1 = f"d0{suffix}", f"d1{suffix}"
@@ -484,8 +491,8 @@ def _no_trade_yet(session, timebank_ids, start, end, source: str) -> int:
         condition = (f"NOT EXISTS ({traded.format(side='provider')}) "
                      f"AND NOT EXISTS ({traded.format(side='recipient')})")
     else:
-        condition = ("NOT EXISTS (SELECT 1 FROM impact_fact f WHERE f.membership_id = m.id AND f.sign = 1 "
-                     "AND f.on_date <= :d1)")
+        condition = ("NOT EXISTS (SELECT 1 FROM impact_member_first f WHERE f.membership_id = m.id "
+                     "AND f.first_on <= :d1)")
     return int(_run(session, f"""
         SELECT COUNT(*) FROM membership m
         WHERE m.timebank_id IN :tb AND m.status = 'active' AND {MEMBER_ROLES_SQL} AND m.joined_on <= :d1

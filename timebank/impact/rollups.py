@@ -16,8 +16,8 @@ from sqlalchemy import bindparam, event, inspect, text
 from sqlalchemy.orm import Session
 
 from timebank.impact.queries import (DAILY_COLUMNS, FACT_COLUMNS, MEMBER_MONTH_COLUMNS, MEMBER_YEAR_COLUMNS,
-                                     RAW_EVENTS_SQL, YEAR_STARTS, daily_from_facts_sql, member_month_sql,
-                                     member_year_sql, raw_facts_sql)
+                                     RAW_EVENTS_SQL, YEAR_STARTS, daily_from_facts_sql, member_first_sql,
+                                     member_month_sql, member_year_sql, raw_facts_sql)
 
 # Exchange columns the fact rows read: a change to any other column (a note, a timestamp) leaves them alone.
 _WATCHED = ("status", "transfer_id", "minutes", "kind", "timebank_id", "provider_membership_id",
@@ -99,6 +99,22 @@ def refresh_exchanges(connection, exchange_ids) -> None:
                       organisations={o for _t, _d, m, _p, o in touched if m is not None and o is not None})
     refresh_member_months(connection, {(tb, _month_of(on_date), member) for tb, on_date, member, _p, _o in touched
                                        if member is not None})
+    refresh_member_firsts(connection, {(tb, member) for tb, _d, member, _p, _o in touched if member is not None})
+
+
+def refresh_member_firsts(connection, keys) -> None:
+    """Set impact_member_first again for these (time bank, membership) keys from their facts."""
+    members: dict[int, set] = {}
+    for timebank_id, membership_id in keys:
+        members.setdefault(timebank_id, set()).add(int(membership_id))
+    for timebank_id, ids in sorted(members.items()):
+        params = {"tb": timebank_id, "ids": sorted(ids)}
+        _lock_keys(connection, "impact_member_first", timebank_id, None, ids)
+        connection.execute(text("DELETE FROM impact_member_first WHERE timebank_id = :tb AND membership_id IN :ids")
+                           .bindparams(bindparam("ids", expanding=True)), params)
+        connection.execute(text("INSERT INTO impact_member_first (timebank_id, membership_id, first_on) "
+                                + member_first_sql("f.timebank_id = :tb AND f.membership_id IN :ids"))
+                           .bindparams(bindparam("ids", expanding=True)), params)
 
 
 _DAILY_OF = text(daily_from_facts_sql("impact_fact", "p.exchange_id IN :ids")).bindparams(
@@ -151,17 +167,18 @@ def _year_start(month: dt.date, start_month: int) -> dt.date:
     return dt.date(month.year - (month.month < start_month), start_month, 1)
 
 
-def _lock_keys(connection, table: str, timebank_id: int, period: dt.date, ids) -> None:
+def _lock_keys(connection, table: str, timebank_id: int, period: dt.date | None, ids) -> None:
     """PostgreSQL: wait for any other transaction regrouping these members' rows of this period to commit.
 
     Two transactions regrouping the same member-month (a re-tag while the member confirms) would both insert its
-    row: the second waits here until the first commits, then sees its rows. Members go in sorted order, months
-    before years: every transaction takes these locks in one order. SQLite lets one writer in at a time."""
+    row: the second waits here until the first commits, then sees its rows. Members go in sorted order; months,
+    then years, then first days: every transaction takes these locks in one order. SQLite lets one writer in at
+    a time."""
     if connection.dialect.name != "postgresql":
         return
     connection.execute(text(
         f"SELECT pg_advisory_xact_lock(hashtextextended('{table}:' || CAST(:tb AS text) || ':' "
-        "|| CAST(:m AS text) || ':' || CAST(m AS text), 0)) FROM unnest(CAST(:ids AS integer[])) AS m "
+        "|| COALESCE(CAST(:m AS text), '') || ':' || CAST(m AS text), 0)) FROM unnest(CAST(:ids AS integer[])) AS m "
         "ORDER BY m"), {"tb": timebank_id, "m": period, "ids": sorted(ids)})
 
 
@@ -223,6 +240,10 @@ def rebuild_rollups(session, timebank_id: int | None = None) -> int:
                                                                  " WHERE timebank_id = :tb")), params)
     connection.execute(text(_INSERT_MEMBER_MONTH + member_month_sql(
         connection.dialect.name, "impact_fact", "1 = 1" if timebank_id is None else "p.timebank_id = :tb")), params)
+    connection.execute(text("DELETE FROM impact_member_first" + ("" if timebank_id is None else
+                                                                 " WHERE timebank_id = :tb")), params)
+    connection.execute(text("INSERT INTO impact_member_first (timebank_id, membership_id, first_on) " + member_first_sql(
+        "1 = 1" if timebank_id is None else "f.timebank_id = :tb")), params)
     connection.execute(text("DELETE FROM impact_member_year" + ("" if timebank_id is None else
                                                                 " WHERE timebank_id = :tb")), params)
     for start_month in YEAR_STARTS:
@@ -232,7 +253,7 @@ def rebuild_rollups(session, timebank_id: int | None = None) -> int:
                                                                           " WHERE timebank_id = :tb")),
                                params).scalar_one()
     # Fresh statistics for the planner after a bulk load (both dialects accept ANALYZE of one table).
-    for table in ("impact_fact", "impact_daily", "impact_member_month", "impact_member_year"):
+    for table in ("impact_fact", "impact_daily", "impact_member_month", "impact_member_year", "impact_member_first"):
         connection.execute(text(f"ANALYZE {table}"))
     return int(count)
 
