@@ -252,6 +252,22 @@ def _bit_counts(key: str, section: str, members: str, column: str, wanted: list[
         CROSS JOIN ({bit_rows}) b"""
 
 
+def _member_dimensions(session, key: str) -> str:
+    """Minutes given and people active by ward, by age band and by gender, over the members of f{key}.
+
+    PostgreSQL groups the three in one pass (GROUPING SETS); SQLite, which has no grouping sets, in three."""
+    if _dialect(session) != "postgresql":
+        return " UNION ALL ".join(f"""SELECT '{key}', '{name}', COALESCE(f.d_{name}, '{NOT_STATED}'), SUM(f.given),
+               SUM(f.act)
+        FROM f{key} f GROUP BY COALESCE(f.d_{name}, '{NOT_STATED}')""" for name in MEMBER_DIMENSIONS)
+    labels = {name: f"COALESCE(f.d_{name}, '{NOT_STATED}')" for name in MEMBER_DIMENSIONS}
+    which = " ".join(f"WHEN GROUPING({label}) = 0 THEN '{name}'" for name, label in labels.items())
+    value = " ".join(f"WHEN GROUPING({label}) = 0 THEN {label}" for label in labels.values())
+    sets = ", ".join(f"({label})" for label in labels.values())
+    return f"""SELECT '{key}', CASE {which} END, CASE {value} END, SUM(f.given), SUM(f.act)
+        FROM f{key} f GROUP BY GROUPING SETS ({sets})"""
+
+
 def _member_pass(session, timebank_ids, periods, small_values, categories, group_by, source) -> dict:
     """One statement over member-month rows for every period: per-member flags, then summed."""
     params = {"tb": list(timebank_ids), "d0": periods[0][1], "d1": periods[0][2]}
@@ -288,8 +304,7 @@ def _member_pass(session, timebank_ids, periods, small_values, categories, group
                      FROM m{key} GROUP BY m{key}.membership_id) g
                LEFT JOIN membership m ON m.id = g.mid)""")
         selects.append(f"SELECT '{key}', 'summary', 'active', SUM(f.act), SUM(f.both_sides) FROM f{key} f")
-        selects += [f"""SELECT '{key}', '{name}', COALESCE(f.d_{name}, '{NOT_STATED}'), SUM(f.given), SUM(f.act)
-        FROM f{key} f GROUP BY COALESCE(f.d_{name}, '{NOT_STATED}')""" for name in MEMBER_DIMENSIONS]
+        selects.append(_member_dimensions(session, key))
         for section, column, wanted in (("flag", "tags", bits), ("category", "cats", category_bits)):
             if wanted:
                 selects.append(_bit_counts(key, section, f"f{key}", column, wanted))
