@@ -101,7 +101,19 @@ class ImpactDaily(db.Model):
 
 
 
-class ImpactMemberMonth(db.Model):
+class _MemberFlags:
+    """The per-member figures impact_member_month and impact_member_year both hold (see ImpactMemberMonth)."""
+
+    active: Mapped[int] = mapped_column(SmallInteger)
+    gave: Mapped[int] = mapped_column(SmallInteger)
+    received: Mapped[int] = mapped_column(SmallInteger)
+    given_minutes: Mapped[int] = mapped_column(Integer)
+    first_on: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    tag_mask: Mapped[int] = mapped_column(BigInteger)
+    category_mask: Mapped[int] = mapped_column(BigInteger)
+
+
+class ImpactMemberMonth(_MemberFlags, db.Model):
     """Roll-up of impact_fact per time bank, calendar month and member (sides with no member are left out).
 
     What the person-level figures need, so a month-aligned period reads about one row per active member
@@ -119,19 +131,12 @@ class ImpactMemberMonth(db.Model):
     timebank_id: Mapped[int] = mapped_column(ForeignKey("timebank.id"), primary_key=True)
     month: Mapped[dt.date] = mapped_column(Date, primary_key=True)
     membership_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    active: Mapped[int] = mapped_column(SmallInteger)
-    gave: Mapped[int] = mapped_column(SmallInteger)
-    received: Mapped[int] = mapped_column(SmallInteger)
-    given_minutes: Mapped[int] = mapped_column(Integer)
-    first_on: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
-    tag_mask: Mapped[int] = mapped_column(BigInteger)
-    category_mask: Mapped[int] = mapped_column(BigInteger)
 
     __table_args__ = ({"sqlite_with_rowid": False},)
 
 
 
-class ImpactMemberYear(db.Model):
+class ImpactMemberYear(_MemberFlags, db.Model):
     """impact_member_month grouped per time bank, year and member, for years starting in January and in April
     (queries.YEAR_STARTS): the same columns, `starts_on` the year's first day. A period of whole such years (a
     calendar or financial year) reads one row per active member instead of one per active member and month.
@@ -142,13 +147,6 @@ class ImpactMemberYear(db.Model):
     timebank_id: Mapped[int] = mapped_column(ForeignKey("timebank.id"), primary_key=True)
     starts_on: Mapped[dt.date] = mapped_column(Date, primary_key=True)
     membership_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    active: Mapped[int] = mapped_column(SmallInteger)
-    gave: Mapped[int] = mapped_column(SmallInteger)
-    received: Mapped[int] = mapped_column(SmallInteger)
-    given_minutes: Mapped[int] = mapped_column(Integer)
-    first_on: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
-    tag_mask: Mapped[int] = mapped_column(BigInteger)
-    category_mask: Mapped[int] = mapped_column(BigInteger)
 
     __table_args__ = ({"sqlite_with_rowid": False},)
 
