@@ -25,7 +25,7 @@ import random
 import time
 from dataclasses import dataclass, field
 
-from sqlalchemy import event, select
+from sqlalchemy import event, select, text
 from sqlalchemy.orm import Session
 
 from timebank.community.auth import hash_password
@@ -602,6 +602,11 @@ class Builder:
         matching services; the timestamps are put on the demo's calendar."""
         session = self.session
         session.flush()
+        if session.get_bind().dialect.name == "postgresql":
+            # The tables were just filled in bulk: without fresh statistics (autovacuum may be off, or behind) the
+            # planner picks poor plans for the suggestions queries below.
+            for table in ("membership", "member_skill", "offer", "help_request", "match", "exchange", "account"):
+                session.execute(text(f'ANALYZE "{table}"'))
         session.info["emails"] = False
         now = _at(self.end, 18)
         self._stamp_at = now
