@@ -2,14 +2,16 @@
 
 1. Hours and exchanges per breakdown value (and the total, and the trend) from impact_daily: a few
    hundred rows a month, whatever the number of exchanges.
-2. One statement for both periods over impact_member_month (one row per member and month; the partial
-   months at a period's edges grouped from impact_fact the same way), grouped by member: members active,
-   who both gave and received, first exchange of new members, retention (the two per-member sets joined),
-   people by ward / age band / gender (joined to the member now, so never stale), people per known tag
-   value and per category (bits of the masks, OR-ed per member with BIT_OR) and active members per month.
+2. One statement for both periods over their member rows: impact_member_year for whole calendar or April-March
+   years, impact_member_month for other whole months, the partial months at a period's edges grouped from
+   impact_fact the same way; grouped by member: members active, who both gave and received, first exchange of
+   new members, retention (the two per-member sets joined), people by ward / age band / gender (joined to the
+   member now, so never stale), people per known tag value and per category (bits of the masks, OR-ed per member
+   with BIT_OR) and active members per month.
 3. From the period's fact rows: people by organisation (by id, labelled afterwards), organisations taking
    part, distinct partners per member, and people for the few values the masks cannot tell apart (a tag
-   value outside the vocabulary, categories sharing a bit).
+   value outside the vocabulary, categories sharing a bit). On PostgreSQL these run beside statement 2, on
+   another connection reading the same snapshot (db.beside).
 
 `source="raw"` runs the same statements over facts derived from raw exchange and transfer rows (and the
 member-month rows grouped from those); the per-figure functions in queries.py are a second, independent
@@ -22,7 +24,6 @@ import datetime as dt
 from sqlalchemy import text
 
 from timebank.impact.db import beside
-
 from timebank.impact.queries import (DAILY_DIMENSIONS, DIMENSIONS, MEMBER_ROLES_SQL, TAG_BITS, YEAR_STARTS, _buckets,
                                      _daily, _days_between, _dialect, _facts, _month, _params, _run, category_bit,
                                      member_month_sql)
