@@ -57,7 +57,7 @@ def run(size: str) -> None:
         backend_cpu = _pid_cpu(backend)
         commit_every = int(os.environ.get("DEMO_COMMIT_EVERY", 0)) or (2_000 if size in ("L", "XL") else None)
         # As `seed demo` does: banks built in worker processes on PostgreSQL (DEMO_JOBS=1 for one at a time).
-        jobs = int(os.environ.get("DEMO_JOBS", 0)) or ((os.cpu_count() or 1) + 1 if backend and commit_every else 1)
+        jobs = int(os.environ.get("DEMO_JOBS", 0)) or demo.default_jobs(db.session, commit_every)
         wall, cpu, busy = time.perf_counter(), time.process_time(), _machine_busy()
         summary = demo.load_demo(db.session, size=size, seed=1, echo=lambda *_: None, via=VIA,
                                  commit_every=commit_every, jobs=jobs)

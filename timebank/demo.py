@@ -21,6 +21,7 @@ import bisect
 import datetime as dt
 import itertools
 import math
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -1181,6 +1182,14 @@ def _build_bank_in_worker(url: str, plan: BankPlan) -> dict:
             db.session.remove()
             db.engine.dispose()
     return summary
+
+
+def default_jobs(session, commit_every: int | None) -> int:
+    """How many banks to build at once by default: on PostgreSQL with commits as it goes, one more worker than the
+    CPUs (each worker and its database connection take turns on the CPU); else one, in this process."""
+    if session.get_bind().dialect.name == "postgresql" and commit_every:
+        return (os.cpu_count() or 1) + 1
+    return 1
 
 
 # In a worker process: the shared count of events written, one counter per bank (see _build_in_parallel).

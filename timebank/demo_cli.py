@@ -1,8 +1,6 @@
 """flask --app timebank seed demo --size S|M|L|XL [--seed N] [--timebank SLUG]"""
 from __future__ import annotations
 
-import os
-
 import click
 from sqlalchemy import select
 
@@ -43,9 +41,7 @@ def seed_demo_command(size, seed, slug, commit_every, via, jobs, end_date):
         commit_every = LARGE_COMMIT_EVERY
     postgres = db.engine.dialect.name == "postgresql"
     if jobs is None:
-        # Each worker and its database connection take turns on the CPU: one worker more than the CPUs keeps
-        # them busy.
-        jobs = (os.cpu_count() or 1) + 1 if postgres and commit_every else 1
+        jobs = demo.default_jobs(db.session, commit_every)
     elif jobs > 1 and not (postgres and commit_every):
         raise click.UsageError("--jobs above 1 needs PostgreSQL and --commit-every (each worker commits its bank).")
     try:

@@ -1,4 +1,4 @@
-"""Keeping the report roll-up (impact_fact, impact_daily, impact_member_month, impact_member_year) equal to what the raw rows say.
+"""Keeping the report roll-up (impact_fact and the tables grouped from it) equal to what the raw rows say.
 
 The roll-up holds, per exchange, the fact rows that queries.RAW_EVENTS_SQL derives from the exchange
 and its transfers. It changes when an exchange is written (confirmed, tags edited, status changed)
@@ -217,22 +217,27 @@ def refresh_member_months(connection, keys) -> None:
     for (timebank_id, start_month, starts_on), ids in sorted(years.items()):
         by_bank.setdefault(timebank_id, []).append((start_month, starts_on, sorted(ids)))
     for timebank_id, items in sorted(by_bank.items()):
-        # Every year of the time bank in one DELETE and one INSERT. Each year's twelve months by name: the key
-        # (time bank, month, member) is then probed per month and member, instead of reading the time bank's whole
-        # year of member-months.
-        params, deletes, inserts, binds = {"tb": timebank_id}, [], [], []
-        for i, (start_month, starts_on, ids) in enumerate(items):
-            params.update({f"y{i}": starts_on, f"months{i}": _months_of_year(starts_on), f"ids{i}": ids})
-            deletes.append(f"(starts_on = :y{i} AND membership_id IN :ids{i})")
-            inserts.append(member_year_sql(dialect, start_month, f"mm.timebank_id = :tb AND mm.month IN :months{i} "
-                                                                 f"AND mm.membership_id IN :ids{i}"))
-            binds += [bindparam(f"ids{i}", expanding=True), bindparam(f"months{i}", expanding=True)]
-        _lock_keys(connection, "impact_member_year", timebank_id,
-                   [(starts_on, m) for _start, starts_on, ids in items for m in ids])
-        connection.execute(text(f"DELETE FROM impact_member_year WHERE timebank_id = :tb AND ({' OR '.join(deletes)})")
-                           .bindparams(*[b for b in binds if b.key.startswith("ids")]),
-                           {k: v for k, v in params.items() if not k.startswith("months")})
-        connection.execute(text(_INSERT_MEMBER_YEAR + " UNION ALL ".join(inserts)).bindparams(*binds), params)
+        _regroup_years(connection, timebank_id, items)
+
+
+def _regroup_years(connection, timebank_id: int, items) -> None:
+    """Regroup impact_member_year for one time bank's (start month, first day of year, member ids) items: every
+    year in one DELETE and one INSERT. Each year's twelve months by name: the key (time bank, month, member) is
+    then probed per month and member, instead of reading the time bank's whole year of member-months."""
+    dialect = connection.dialect.name
+    params, deletes, inserts, binds = {"tb": timebank_id}, [], [], []
+    for i, (start_month, starts_on, ids) in enumerate(items):
+        params.update({f"y{i}": starts_on, f"months{i}": _months_of_year(starts_on), f"ids{i}": ids})
+        deletes.append(f"(starts_on = :y{i} AND membership_id IN :ids{i})")
+        inserts.append(member_year_sql(dialect, start_month, f"mm.timebank_id = :tb AND mm.month IN :months{i} "
+                                                             f"AND mm.membership_id IN :ids{i}"))
+        binds += [bindparam(f"ids{i}", expanding=True), bindparam(f"months{i}", expanding=True)]
+    _lock_keys(connection, "impact_member_year", timebank_id,
+               [(starts_on, m) for _start, starts_on, ids in items for m in ids])
+    connection.execute(text(f"DELETE FROM impact_member_year WHERE timebank_id = :tb AND ({' OR '.join(deletes)})")
+                       .bindparams(*[b for b in binds if b.key.startswith("ids")]),
+                       {k: v for k, v in params.items() if not k.startswith("months")})
+    connection.execute(text(_INSERT_MEMBER_YEAR + " UNION ALL ".join(inserts)).bindparams(*binds), params)
 
 
 def rebuild_rollups(session, timebank_id: int | None = None) -> int:
@@ -256,23 +261,23 @@ def rebuild_rollups(session, timebank_id: int | None = None) -> int:
         f"INSERT INTO impact_fact ({', '.join(FACT_COLUMNS)}, pair_prev_on, org_prev_on) "
         f"WITH ev AS ({_events_for(where)}), f AS ({raw_facts_sql('ev')}) "
         f"SELECT {', '.join('f.' + c for c in FACT_COLUMNS)}, {previous} FROM f ORDER BY 1, 3"), params)
-    connection.execute(text("DELETE FROM impact_daily" + ("" if timebank_id is None else
-                                                          " WHERE timebank_id = :tb")), params)
-    connection.execute(text(_INSERT_DAILY + daily_from_facts_sql(
-        "impact_fact", "1 = 1" if timebank_id is None else "p.timebank_id = :tb")), params)
-    connection.execute(text("DELETE FROM impact_member_month" + ("" if timebank_id is None else
-                                                                 " WHERE timebank_id = :tb")), params)
-    connection.execute(text(_INSERT_MEMBER_MONTH + member_month_sql(
-        connection.dialect.name, "impact_fact", "1 = 1" if timebank_id is None else "p.timebank_id = :tb")), params)
-    connection.execute(text("DELETE FROM impact_member_first" + ("" if timebank_id is None else
-                                                                 " WHERE timebank_id = :tb")), params)
-    connection.execute(text("INSERT INTO impact_member_first (timebank_id, membership_id, first_on) " + member_first_sql(
-        "1 = 1" if timebank_id is None else "f.timebank_id = :tb")), params)
-    connection.execute(text("DELETE FROM impact_member_year" + ("" if timebank_id is None else
-                                                                " WHERE timebank_id = :tb")), params)
-    for start_month in YEAR_STARTS:
-        connection.execute(text(_INSERT_MEMBER_YEAR + member_year_sql(
-            connection.dialect.name, start_month, "1 = 1" if timebank_id is None else "mm.timebank_id = :tb")), params)
+    dialect = connection.dialect.name
+
+    def refill(table: str, insert: str, column: str) -> None:
+        """Replace the time bank's rows of `table` (every row when timebank_id is None) by `insert`'s, which reads
+        a table aliased so that `column` is its time bank column."""
+        connection.execute(text(f"DELETE FROM {table}" + ("" if timebank_id is None else " WHERE timebank_id = :tb")),
+                           params)
+        where = "1 = 1" if timebank_id is None else f"{column} = :tb"
+        connection.execute(text(insert.replace("{where}", where)), params)
+
+    refill("impact_daily", _INSERT_DAILY + daily_from_facts_sql("impact_fact", "{where}"), "p.timebank_id")
+    refill("impact_member_month", _INSERT_MEMBER_MONTH + member_month_sql(dialect, "impact_fact", "{where}"),
+           "p.timebank_id")
+    refill("impact_member_first", "INSERT INTO impact_member_first (timebank_id, membership_id, first_on) "
+           + member_first_sql("{where}"), "f.timebank_id")
+    refill("impact_member_year", _INSERT_MEMBER_YEAR + " UNION ALL ".join(
+        member_year_sql(dialect, start_month, "{where}") for start_month in YEAR_STARTS), "mm.timebank_id")
     count = connection.execute(text("SELECT COUNT(*) FROM impact_fact" + ("" if timebank_id is None else
                                                                           " WHERE timebank_id = :tb")),
                                params).scalar_one()
