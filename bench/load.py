@@ -56,9 +56,11 @@ MIX = {
 
 # --- setup: tokens and the people taking part -------------------------------------------------------------------
 
-def prepare_actors(database: str, n_members: int = 400, seed: int = 7) -> dict:
-    """Tokens and ids for the driver, written through the app's services into the load database."""
-    os.environ.update(loadlib.flask_env(database))
+def prepare_actors(database: str, n_members: int = 400, seed: int = 7, app=None) -> dict:
+    """Tokens and ids for the driver, written through the app's services into the load database (or into the
+    database of `app`, when given: bench/request_cpu.py drives the app in process)."""
+    if app is None:
+        os.environ.update(loadlib.flask_env(database))
     from sqlalchemy import select
 
     from timebank import create_app
@@ -69,7 +71,8 @@ def prepare_actors(database: str, n_members: int = 400, seed: int = 7) -> dict:
     from timebank.matching.models import HelpRequest
 
     rng = random.Random(seed)
-    app = create_app()
+    if app is None:
+        app = create_app()
     with app.app_context():
         session = db.session
         timebank = session.scalar(select(TimeBank).order_by(TimeBank.id))

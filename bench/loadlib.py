@@ -37,9 +37,10 @@ def template_ready(name: str) -> bool:
     return comment == "seeded"
 
 
-def flask_env(database: str) -> dict:
+def flask_env(database: str, url: str | None = None) -> dict:
+    """The environment the app runs with in a bench: `database` on the private PostgreSQL, or the given `url`."""
     env = dict(os.environ)
-    env.update(DATABASE_URL=private_pg.url(database), FLASK_APP="timebank", SECRET_KEY=SECRET_KEY,
+    env.update(DATABASE_URL=url or private_pg.url(database), FLASK_APP="timebank", SECRET_KEY=SECRET_KEY,
                TIMEBANK_INSTANCE=str(INSTANCE), LOGIN_RATE_LIMIT="100000 per minute")
     env.pop("REPORTS_DATABASE_URL", None)
     env.pop("RATELIMIT_STORAGE_URI", None)
