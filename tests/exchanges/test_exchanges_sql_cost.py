@@ -72,3 +72,43 @@ def test_statements_hardly_grow_with_participants(client, session, make_person, 
     # SQLite: only the 20 extra exchange rows (one INSERT each); PostgreSQL: nothing extra.
     allowed = 20 if db.engine.dialect.name == "sqlite" else 0
     assert many - few <= allowed, (few, many)
+
+
+def _dashboard_statements(client, session):
+    statements = []
+
+    def count(_conn, _cursor, statement, *_args):
+        statements.append(" ".join(statement.split()))
+
+    session.expunge_all()
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        page = client.get("/exchanges/")
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)
+    assert page.status_code == 200
+    return page.get_data(as_text=True), [s for s in statements if s.upper().startswith("SELECT")]
+
+
+def test_dashboard_names_everyone_without_a_query_per_exchange(client, session, make_person, login, organisation,
+                                                               rep):
+    from timebank.exchanges import service
+
+    me_u, me = make_person()
+    partners = [make_person() for _ in range(6)]
+    today = dt.date.today()
+    # The first partner's exchange is waiting for me to confirm; the organisation credits me (counts at once).
+    service.log_exchange(session, user=partners[0][0], provider_id=partners[0][1].id, recipient_id=me.id,
+                         minutes=30, happened_on=today)
+    session.get(Account, organisation.account_id).floor_minutes = None
+    service.credit_volunteer(session, user=rep[0], organisation_id=organisation.id, membership_id=me.id, minutes=60,
+                             happened_on=today)
+    login(me_u)
+    page, few = _dashboard_statements(client, session)
+    assert partners[0][0].display_name in page and organisation.name in page
+    for user, membership in partners[1:]:
+        service.log_exchange(session, user=user, provider_id=membership.id, recipient_id=me.id, minutes=30,
+                             happened_on=today)
+    page, many = _dashboard_statements(client, session)
+    assert all(user.display_name in page for user, _ in partners) and organisation.name in page
+    assert len(many) == len(few), "\n".join(many)  # names: one query for the people, one for the organisations

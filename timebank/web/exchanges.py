@@ -93,8 +93,26 @@ def _categories(timebank_id: int) -> list[Category]:
 
 
 def _names(exchanges) -> dict:
-    return {e.id: (service.side_of(db.session, e, "provider").name, service.side_of(db.session, e, "recipient").name)
-            for e in exchanges}
+    """(provider's name, recipient's name) by exchange id: the people and organisations read in one query each,
+    not two per exchange (the dashboard lists up to twenty)."""
+    member_ids = {i for e in exchanges for i in (e.provider_membership_id, e.recipient_membership_id) if i}
+    org_ids = {i for e in exchanges for i in (e.provider_organisation_id, e.recipient_organisation_id) if i}
+    people = dict(db.session.execute(select(Membership.id, User.display_name)
+                                     .join(User, User.id == Membership.user_id)
+                                     .where(Membership.id.in_(member_ids))).all()) if member_ids else {}
+    orgs = dict(db.session.execute(select(Organisation.id, Organisation.name)
+                                   .where(Organisation.id.in_(org_ids))).all()) if org_ids else {}
+
+    def name(exchange, which: str) -> str:
+        membership_id = getattr(exchange, f"{which}_membership_id")
+        organisation_id = getattr(exchange, f"{which}_organisation_id")
+        if membership_id is not None and organisation_id is None and membership_id in people:
+            return people[membership_id]
+        if organisation_id is not None and membership_id is None and organisation_id in orgs:
+            return orgs[organisation_id]
+        return service.side_of(db.session, exchange, which).name  # not found: the service says why
+
+    return {e.id: (name(e, "provider"), name(e, "recipient")) for e in exchanges}
 
 
 @bp.get("/")
