@@ -6,11 +6,9 @@ import datetime as dt
 from flask import Response, request
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
-from sqlalchemy import select
 
 from timebank.api.idempotency import idempotency_key_from_request, idempotent
 from timebank.api.security import current_api_user, token_required
-from timebank.community.models import Membership
 from timebank.errors import Forbidden
 from timebank.extensions import db
 from timebank.ledger.csvexport import statement_csv
@@ -25,14 +23,14 @@ MANAGERS = ("broker", "admin")
 
 # --- who may do what: one place -------------------------------------------------------------------------------------
 
+# Both read the caller's memberships, which the token lookup loads with the user (no statement of their own).
+
 def active_roles(session, user, timebank_id: int) -> set[str]:
-    return set(session.scalars(select(Membership.role).where(
-        Membership.user_id == user.id, Membership.timebank_id == timebank_id, Membership.status == "active")))
+    return {m.role for m in user.memberships if m.status == "active" and m.timebank_id == timebank_id}
 
 
 def own_account_ids(session, user) -> set[int]:
-    return set(session.scalars(select(Membership.account_id).where(
-        Membership.user_id == user.id, Membership.status == "active", Membership.account_id.is_not(None))))
+    return {m.account_id for m in user.memberships if m.status == "active" and m.account_id is not None}
 
 
 def require_manager(session, user, timebank_id: int) -> None:

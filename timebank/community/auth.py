@@ -7,7 +7,8 @@ import secrets
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import joinedload
 
 from timebank.community.models import ApiToken, User, utcnow
 
@@ -68,11 +69,18 @@ def issue_token(session, user: User, ttl_hours: int = 24) -> tuple[str, ApiToken
     return token, row
 
 
+# Built once, run on every API call. The user's memberships come in the same statement (joined): most API
+# requests read them next (who am I, my exchanges, my own membership as one side of an exchange), which was a
+# statement of its own.
+_TOKEN_LOOKUP = (select(ApiToken.revoked_at, ApiToken.expires_at, User)
+                 .join(User, User.id == ApiToken.user_id)
+                 .where(ApiToken.token_hash == bindparam("token_hash"))
+                 .options(joinedload(User.memberships)))
+
+
 def user_for_token(session, token: str) -> User | None:
     """The user a bearer token stands for, or None (unknown, revoked or expired). One query, on every API call."""
-    found = session.execute(select(ApiToken.revoked_at, ApiToken.expires_at, User)
-                            .join(User, User.id == ApiToken.user_id)
-                            .where(ApiToken.token_hash == _token_hash(token))).first()
+    found = session.execute(_TOKEN_LOOKUP, {"token_hash": _token_hash(token)}).unique().first()
     if found is None:
         return None
     revoked_at, expires_at, user = found
