@@ -240,8 +240,10 @@ def create_exchange(body):
                   category_id=body.get("category_id"), tags=body.get("tags"))
     provider = service.resolve_side(db.session, membership_id=sides["provider_id"],
                                     organisation_id=sides["provider_organisation_id"], label="provider")
-    service.resolve_side(db.session, membership_id=sides["recipient_id"],
-                         organisation_id=sides["recipient_organisation_id"], label="recipient")
+    # Held, not only checked: while a side is referenced the session keeps its row, so the checks and the
+    # service below find it without reading it again.
+    recipient = service.resolve_side(db.session, membership_id=sides["recipient_id"],  # noqa: F841
+                                     organisation_id=sides["recipient_organisation_id"], label="recipient")
     probe = Exchange(timebank_id=(provider.membership or provider.organisation).timebank_id,
                      provider_membership_id=sides["provider_id"], recipient_membership_id=sides["recipient_id"],
                      provider_organisation_id=sides["provider_organisation_id"],

@@ -210,7 +210,10 @@ def _timebank_of(session, side: Side) -> TimeBank:
 
 # --- the ledger step ---------------------------------------------------------------------------------------------
 
-def _post(session, exchange: Exchange, *, recorded_by_user_id: int | None, today: dt.date | None = None) -> None:
+def _post(session, exchange: Exchange, *, recorded_by_user_id: int | None,
+          today: dt.date | None = None) -> tuple[Side, Side]:
+    """Post the exchange's transfer and mark it confirmed; answers its (provider, recipient) sides, so that the
+    caller's message names them without loading them again."""
     provider, recipient = side_of(session, exchange, "provider"), side_of(session, exchange, "recipient")
     timebank = session.get(TimeBank, exchange.timebank_id)
     check_side_active(provider, timebank)
@@ -232,16 +235,25 @@ def _post(session, exchange: Exchange, *, recorded_by_user_id: int | None, today
     exchange.status = "confirmed"
     exchange.confirmed_at = utcnow()
     session.flush()
+    return provider, recipient
 
 
-def _notify_sides(session, exchange: Exchange, kind: str, message: str, *, skip_user_id: int | None = None):
-    users = [u for which in ("provider", "recipient") for u in side_of(session, exchange, which).user_ids]
+def _sides(session, exchange: Exchange, sides: tuple[Side, Side] | None = None) -> tuple[Side, Side]:
+    """The exchange's (provider, recipient): `sides` when the caller holds them already, else loaded. (A Side
+    dropped between two uses lets the session forget its membership, which is then read again.)"""
+    return sides or (side_of(session, exchange, "provider"), side_of(session, exchange, "recipient"))
+
+
+def _notify_sides(session, exchange: Exchange, kind: str, message: str, *, skip_user_id: int | None = None,
+                  sides: tuple[Side, Side] | None = None):
+    users = [u for side in _sides(session, exchange, sides) for u in side.user_ids]
     notify_all(session, [(user_id, kind, message, exchange.timebank_id, exchange.id)
                          for user_id in users if user_id != skip_user_id])
 
 
-def describe(session, exchange: Exchange) -> str:
-    return (f"{side_of(session, exchange, 'provider').name} helped {side_of(session, exchange, 'recipient').name} "
+def describe(session, exchange: Exchange, sides: tuple[Side, Side] | None = None) -> str:
+    provider, recipient = _sides(session, exchange, sides)
+    return (f"{provider.name} helped {recipient.name} "
             f"for {hours_text(exchange.minutes)} on {exchange.happened_on:%d %b %Y}")
 
 
@@ -303,14 +315,14 @@ def log_exchange(session, *, user: User, provider_id=None, recipient_id=None, pr
                              today=today, logged_for=logged_for)
     involves_org = exchange.kind != "p2p"
     if involves_org and logged_for == "recipient":
-        _post(session, exchange, recorded_by_user_id=user.id)
-        _notify_sides(session, exchange, "exchange_recorded", f"Recorded: {describe(session, exchange)}.",
-                      skip_user_id=user.id)
+        sides = _post(session, exchange, recorded_by_user_id=user.id)
+        _notify_sides(session, exchange, "exchange_recorded", f"Recorded: {describe(session, exchange, sides)}.",
+                      skip_user_id=user.id, sides=sides)
     else:
-        other = "provider" if logged_for == "recipient" else "recipient"
-        message = f"Please confirm: {describe(session, exchange)}."
+        other = provider if logged_for == "recipient" else recipient
+        message = f"Please confirm: {describe(session, exchange, (provider, recipient))}."
         notify_all(session, [(user_id, "exchange_to_confirm", message, exchange.timebank_id, exchange.id)
-                             for user_id in side_of(session, exchange, other).user_ids])
+                             for user_id in other.user_ids])
     return exchange
 
 
@@ -320,9 +332,10 @@ def confirm_exchange(session, exchange_id: int, *, user: User) -> Exchange:
         raise ExchangeNotPending(f"This exchange is {exchange.status}, so it cannot be confirmed now.")
     policy.require(policy.can_confirm(session, user, exchange),
                    "Only the other person in this exchange can confirm it.")
-    _post(session, exchange, recorded_by_user_id=user.id)
-    notify(session, exchange.logged_by_user_id, "exchange_confirmed", f"Confirmed: {describe(session, exchange)}.",
-           timebank_id=exchange.timebank_id, exchange_id=exchange.id)
+    sides = _post(session, exchange, recorded_by_user_id=user.id)
+    notify(session, exchange.logged_by_user_id, "exchange_confirmed",
+           f"Confirmed: {describe(session, exchange, sides)}.", timebank_id=exchange.timebank_id,
+           exchange_id=exchange.id)
     return exchange
 
 
@@ -546,14 +559,14 @@ def auto_confirm_one(session, exchange_id: int, days: int) -> bool:
         return False
     try:  # the lock is taken outside the savepoint, so it stays held if the post is refused
         with session.begin_nested():
-            _post(session, exchange, recorded_by_user_id=None)
+            sides = _post(session, exchange, recorded_by_user_id=None)
             exchange.auto_confirmed = True
             session.flush()
     except DomainError as exc:  # e.g. the payer is now below the limit: leave it for a broker
         log.warning("auto-confirm skipped exchange %s: %s", exchange.id, exc.message)
         return False
     _notify_sides(session, exchange, "exchange_auto_confirmed",
-                  f"Confirmed automatically after {days} days: {describe(session, exchange)}.")
+                  f"Confirmed automatically after {days} days: {describe(session, exchange, sides)}.", sides=sides)
     return True
 
 
