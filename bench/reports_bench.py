@@ -136,8 +136,11 @@ def generate(app, size: str, seed: int = 7) -> dict:
                 chosen.add(by_joining[int(n * rng.random() ** 2.5)])
             return list(chosen)
 
-        for _ in range(n_transfers):
-            day = start + dt.timedelta(days=rng.randrange((END - start).days + 1))
+        # Transfers are recorded in date order, as a ledger records them: ids grow with time (a reversal is dated
+        # up to two months after its exchange). Before, each transfer had a random day of the whole span, so ids
+        # and dates were unrelated, which no real ledger looks like.
+        days = sorted(start + dt.timedelta(days=rng.randrange((END - start).days + 1)) for _ in range(n_transfers))
+        for day in days:
             roll = rng.random()
             ctype, area, cat = rng.choice(TYPES), rng.choice(AREAS), rng.choice(categories)
             if roll < 0.86:  # person to person
