@@ -31,13 +31,25 @@ def upgrade():
         sa.PrimaryKeyConstraint("timebank_id", "starts_on", "membership_id", name=op.f("pk_impact_member_year")),
         sqlite_with_rowid=False,
     )
-    # Existing member-months: the same rows the roll-up hook writes (see timebank/impact/rollups.py). On SQLite
-    # BIT_OR is the aggregate timebank.impact.models registers on every connection.
-    from timebank.impact.queries import MEMBER_YEAR_COLUMNS, YEAR_STARTS, member_year_sql
-
-    for start_month in YEAR_STARTS:
-        op.execute(f"INSERT INTO impact_member_year ({', '.join(MEMBER_YEAR_COLUMNS)}) "
-                   f"{member_year_sql(op.get_bind().dialect.name, start_month)}")
+    # Existing member-months: the same rows the roll-up hook wrote at this revision (see
+    # timebank/impact/rollups.py; written out here so that later changes to the app's SQL do not change this
+    # migration). On SQLite BIT_OR is the aggregate timebank.impact.queries registers on every connection.
+    dialect = op.get_bind().dialect.name
+    for start_month in (1, 4):
+        if dialect == "sqlite":
+            starts_on = (f"date(printf('%04d-%02d-01', CAST(strftime('%Y', mm.month) AS INTEGER) - "
+                         f"(CAST(strftime('%m', mm.month) AS INTEGER) < {start_month}), {start_month}))")
+        else:
+            starts_on = (f"make_date(CAST(EXTRACT(YEAR FROM mm.month) AS INTEGER) - "
+                         f"CASE WHEN EXTRACT(MONTH FROM mm.month) < {start_month} THEN 1 ELSE 0 END, {start_month}, 1)")
+        op.execute(f"""
+            INSERT INTO impact_member_year (timebank_id, starts_on, membership_id, active, gave, received,
+                                            given_minutes, first_on, tag_mask, category_mask)
+            SELECT mm.timebank_id, {starts_on}, mm.membership_id, MAX(mm.active), MAX(mm.gave), MAX(mm.received),
+                   SUM(mm.given_minutes), MIN(mm.first_on), COALESCE(BIT_OR(mm.tag_mask), 0),
+                   COALESCE(BIT_OR(mm.category_mask), 0)
+            FROM impact_member_month mm
+            GROUP BY mm.timebank_id, {starts_on}, mm.membership_id""")
 
     op.create_table(
         "impact_member_first",

@@ -2,12 +2,13 @@
 
 1. Hours and exchanges per breakdown value (and the total, and the trend) from impact_daily: a few
    hundred rows a month, whatever the number of exchanges.
-2. One statement for both periods over their member rows: impact_member_year for whole calendar or April-March
-   years, impact_member_month for other whole months, the partial months at a period's edges grouped from
-   impact_fact the same way; grouped by member: members active, who both gave and received, first exchange of
-   new members, retention (the two per-member sets joined), people by ward / age band / gender (joined to the
-   member now, so never stale), people per known tag value and per category (bits of the masks, OR-ed per member
-   with BIT_OR) and active members per month.
+2. One statement per period over its member rows: impact_member_year for whole calendar or April-March years,
+   impact_member_month for other whole months, the partial months at a period's edges grouped from impact_fact
+   the same way; one row per member (read as is for exactly one whole year, else grouped): members active, who
+   both gave and received, first exchange of new members, retention (the previous period's members joined to
+   this period's active ones), people by ward / age band / gender (joined to the member now, so never stale),
+   people per known tag value and per category (bits of the masks, OR-ed per member with BIT_OR) and active
+   members per month. On PostgreSQL the previous period's statement runs beside this period's.
 3. From the period's fact rows: people by organisation (by id, labelled afterwards), organisations taking
    part, distinct partners per member, and people for the few values the masks cannot tell apart (a tag
    value outside the vocabulary, categories sharing a bit). On PostgreSQL these run beside statement 2, on
@@ -19,6 +20,7 @@ formulation. Tests check all agree (tests/impact/test_impact_rollups.py, test_im
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 
 from sqlalchemy import text
@@ -128,9 +130,17 @@ def _member_months(session, source: str, params: dict, key: str, start: dt.date,
     grouped from impact_fact. From raw rows: all grouped per month from the raw-derived fact CTE `facts_cte` (the
     oracle for impact_member_month).
     """
+    return " UNION ALL ".join(_member_month_parts(session, source, params, key, start, end, facts_cte, years)[0])
+
+
+def _member_month_parts(session, source: str, params: dict, key: str, start: dt.date, end: dt.date,
+                        facts_cte: str, years: bool = False) -> tuple[list[str], dt.date | None]:
+    """(The parts of _member_months, one SELECT each; the year's first day when they are exactly one whole year's
+    rows, so one row per member, a membership belonging to one time bank, else None)."""
     dialect = _dialect(session)
     if source == "raw":
-        return f"SELECT {_MEMBER_MONTH_READ} FROM ({member_month_sql(dialect, facts_cte, bit_or=True)}) {key}r"
+        return [f"SELECT {_MEMBER_MONTH_READ} FROM ({member_month_sql(dialect, facts_cte, bit_or=True)}) {key}r"], None
+    whole_years: list[dt.date] = []
     full, ranges = month_split(start, end)
     parts = []
     if full is not None:
@@ -151,7 +161,62 @@ def _member_months(session, source: str, params: dict, key: str, start: dt.date,
         where = f"p.timebank_id IN :tb AND p.on_date BETWEEN :{key}a{i} AND :{key}b{i}"
         edge = member_month_sql(dialect, "impact_fact", where, bit_or=True)
         parts.append(f"SELECT {_MEMBER_MONTH_READ} FROM ({edge}) {key}e{i}")
-    return " UNION ALL ".join(parts)
+    return parts, (whole_years[0] if len(whole_years) == 1 and len(parts) == 1 else None)
+
+
+def _per_member(session, source: str, params: dict, key: str, start: dt.date, end: dt.date,
+                facts_cte: str) -> tuple[str, dt.date | None]:
+    """(A SELECT of one row per member active or not in the period: mid, act, both_sides, first_on, given, tags,
+    cats, and for exactly one whole year `months`, its month_mask; that year's first day or None).
+
+    Grouped from the member rows, or for exactly one whole year read straight from its rows (XL bench: grouping
+    85k year rows by member cost about 50 ms per period for nothing)."""
+    parts, one_year = _member_month_parts(session, source, params, key, start, end, facts_cte, years=True)
+    if one_year:
+        return (f"SELECT y.membership_id AS mid, y.active AS act, y.gave * y.received AS both_sides, y.first_on, "
+                f"y.given_minutes AS given, y.tag_mask AS tags, y.category_mask AS cats, y.month_mask AS months "
+                f"FROM impact_member_year y WHERE y.timebank_id IN :tb AND y.starts_on = :{key}y0"), one_year
+    rows = f"{key}r" if source == "raw" else f"{key}u"
+    return (f"SELECT {rows}.membership_id AS mid, MAX({rows}.active) AS act, "
+            f"MAX({rows}.gave) * MAX({rows}.received) AS both_sides, MIN({rows}.first_on) AS first_on, "
+            f"SUM({rows}.given_minutes) AS given, BIT_OR({rows}.tag_mask) AS tags, "
+            f"BIT_OR({rows}.category_mask) AS cats "
+            f"FROM ({' UNION ALL '.join(parts)}) {rows} GROUP BY {rows}.membership_id"), None
+
+
+def _trend_active(session, source, params, start, end, facts_cte, year_start, group_by) -> str:
+    """A SELECT of the members active per trend bucket: for exactly one whole year, bits of its rows' month_mask
+    counted over `fc` (labelled by _trend_masks); else from the period's member-month rows (a second read of them,
+    XL bench: 55-80 ms a year)."""
+    if year_start is not None:
+        return _bit_counts("c", "trend", "fc", "months", list(_trend_masks(year_start, group_by)))
+    months = f"({_member_months(session, source, params, 't', start, end, facts_cte)}) mt"
+    if group_by == "month":  # one member-month row per member and month: sum the flags
+        return f"SELECT 'c', 'trend', CAST(mt.month AS VARCHAR(10)), SUM(mt.active), 0 FROM {months} GROUP BY mt.month"
+    bucket = _month(session, "mt.month", group_by)
+    return (f"SELECT 'c', 'trend', {bucket}, COUNT(DISTINCT CASE WHEN mt.active = 1 THEN mt.membership_id END), 0 "
+            f"FROM {months} GROUP BY {bucket}")
+
+
+def _trend_masks(year_start: dt.date, group_by: str) -> dict[int, str]:
+    """{the month_mask bits of a trend bucket: its label} for the year starting on `year_start`."""
+    masks: dict[str, int] = {}
+    month = year_start
+    for i in range(12):
+        label = f"{month.year:04d}-{month.month:02d}" if group_by == "month" else f"{month.year:04d}"
+        masks[label] = masks.get(label, 0) | 1 << i
+        month = _next_month(month)
+    return {mask: label for label, mask in masks.items()}
+
+
+def _active_members(session, source: str, params: dict, key: str, start: dt.date, end: dt.date,
+                    facts_cte: str) -> str:
+    """A SELECT of the ids (`mid`) of the members active in the period, for retention."""
+    parts, one_year = _member_month_parts(session, source, params, key, start, end, facts_cte, years=True)
+    if one_year:
+        return f"SELECT y.membership_id AS mid FROM ({parts[0]}) y WHERE y.active = 1"
+    return (f"SELECT u.membership_id AS mid FROM ({' UNION ALL '.join(parts)}) u "
+            f"GROUP BY u.membership_id HAVING MAX(u.active) = 1")
 
 
 _LABELS = {"category": "not stated", "organisation": "no organisation"}
@@ -196,7 +261,7 @@ def period_figures(session, timebank_ids, start: dt.date, end: dt.date, *, group
 def report_figures(session, timebank_ids, start: dt.date, end: dt.date,
                    previous: tuple[dt.date, dt.date] | None, *, group_by: str = "month",
                    source: str = "rollup") -> tuple[dict, dict | None]:
-    """(this period's figures, the previous period's or None), the person-level pass for both in one statement.
+    """(this period's figures, the previous period's or None), the person-level pass one statement per period.
 
     The previous period's figures leave out what only the report's own period shows (trend, distinct
     partners, days from joining to the first exchange).
@@ -214,9 +279,18 @@ def report_figures(session, timebank_ids, start: dt.date, end: dt.date,
     def fact_lists(reader) -> dict:
         return {key: _run(reader, statements[key], params).all() for key, _start, _end, params in periods}
 
-    # The fact-row statements run beside the member pass (on PostgreSQL on a second connection, same snapshot).
-    with beside(session, fact_lists) as fact_rows:
-        member = _member_pass(session, timebank_ids, periods, small_values, categories, group_by, source)
+    def member_pass(key):
+        return lambda reader: _member_pass(reader, timebank_ids, periods, key, small_values, categories, group_by,
+                                           source)
+
+    # The fact-row statements and the previous period's member pass run beside this period's member pass (on
+    # PostgreSQL each on another connection reading the same snapshot).
+    later = beside(session, member_pass("q")) if previous is not None else contextlib.nullcontext()
+    with beside(session, fact_lists) as fact_rows, later as previous_pass:
+        member = {"c": member_pass("c")(session)}
+        if previous is not None:
+            member["q"] = previous_pass()
+            member["c"]["summary"]["retained"] = member["q"]["summary"].pop("retained", (0, 0))
         rows = fact_rows()
     out = []
     for key, p_start, p_end, params in periods:
@@ -269,77 +343,67 @@ def _member_dimensions(session, key: str) -> str:
         FROM f{key} f GROUP BY GROUPING SETS ({sets})"""
 
 
-def _member_pass(session, timebank_ids, periods, small_values, categories, group_by, source) -> dict:
-    """One statement over member-month rows for every period: per-member flags, then summed."""
+def _member_pass(session, timebank_ids, periods, key, small_values, categories, group_by, source) -> dict:
+    """One statement over one period's member rows (`key`: "c" the report's period, "q" the previous one): one row
+    per member with its flags, then summed. The report's period adds the trend and new members' first exchange;
+    the previous period adds retention (its active members also active in the report's period, read lightly).
+    So the two periods' passes are independent and can run beside each other (report_figures)."""
     params = {"tb": list(timebank_ids), "d0": periods[0][1], "d1": periods[0][2]}
+    bounds = {k: (start, end) for k, start, end, _params_ in periods}
     raw_ctes, ctes, selects = [], [], []
-    for key, start, end, _params_ in periods:
-        facts_cte = "p" if key == "c" else "q"
-        if source == "raw":
-            suffix = "" if key == "c" else "b"
-            params[f"d0{suffix}"], params[f"d1{suffix}"] = start, end
-            raw_ctes.append(_facts("raw", facts_cte, suffix))
-        bits = sorted({TAG_BITS[(name, label)] for name in SMALL_DIMENSIONS for label in small_values[key][name]
-                       if (name, label) in TAG_BITS} | {TAG_BITS[("organisation", "")]})
-        category_bits = sorted(categories[key][0].values())
-        flag_columns = f", BIT_OR(m{key}.tag_mask) AS tags, BIT_OR(m{key}.category_mask) AS cats"
-        # Per member: whole years read from the year rows. The current period is also read per month (the trend):
-        # from the roll-up a second read of the month rows; derived from raw rows, the same rows kept once.
-        if source == "raw":
-            ctes.append(f"m{key} AS MATERIALIZED "
-                        f"({_member_months(session, source, params, key, start, end, facts_cte)})")
-        else:
-            ctes.append(f"m{key} AS ({_member_months(session, source, params, key, start, end, facts_cte, years=True)})")
-        if key == "c":
-            ctes.append("mt AS (SELECT * FROM mc)" if source == "raw" else
-                        f"mt AS ({_member_months(session, source, params, 't', start, end, facts_cte)})")
-        # One row per member with what the selects below need of the membership, joined once here (the planner
-        # cannot estimate a CTE's rows, and joined per select it chose a nested loop per member).
-        member_columns = ", ".join(f"{expr} AS d_{name}" for name, expr in MEMBER_DIMENSIONS.items())
-        ctes.append(f"""f{key} AS MATERIALIZED (
-               SELECT g.*, {member_columns},
-                      CASE WHEN {MEMBER_ROLES_SQL} THEN m.joined_on END AS member_joined_on
-               FROM (SELECT m{key}.membership_id AS mid, MAX(m{key}.active) AS act,
-                            MAX(m{key}.gave) * MAX(m{key}.received) AS both_sides, MIN(m{key}.first_on) AS first_on,
-                            SUM(m{key}.given_minutes) AS given{flag_columns}
-                     FROM m{key} GROUP BY m{key}.membership_id) g
-               LEFT JOIN membership m ON m.id = g.mid)""")
-        selects.append(f"SELECT '{key}', 'summary', 'active', SUM(f.act), SUM(f.both_sides) FROM f{key} f")
-        selects.append(_member_dimensions(session, key))
-        for section, column, wanted in (("flag", "tags", bits), ("category", "cats", category_bits)):
-            if wanted:
-                selects.append(_bit_counts(key, section, f"f{key}", column, wanted))
-        if key != "c":
-            continue
-        if len(periods) > 1:
-            # PostgreSQL hash-joins the two member sets; SQLite would build an index on one first, and is
-            # faster probing a list.
-            selects.append("SELECT 'c', 'summary', 'retained', COUNT(*), 0 FROM fc f JOIN fq ON fq.mid = f.mid "
-                           "WHERE f.act = 1 AND fq.act = 1" if _dialect(session) == "postgresql" else
-                           "SELECT 'c', 'summary', 'retained', SUM(CASE WHEN f.act = 1 AND f.mid IN "
-                           "(SELECT fq.mid FROM fq WHERE fq.act = 1) THEN 1 ELSE 0 END), 0 FROM fc f")
+
+    def facts_for(k: str) -> str:
+        """The name of period k's fact rows derived from raw rows (declared once), for source="raw"."""
+        name, suffix = ("p", "") if k == "c" else ("q", "b")
+        if source == "raw" and not any(cte.startswith(f"{name} AS") for cte in raw_ctes):
+            params[f"d0{suffix}"], params[f"d1{suffix}"] = bounds[k]
+            raw_ctes.append(_facts("raw", name, suffix))
+        return name
+
+    start, end = bounds[key]
+    facts_cte = facts_for(key)
+    bits = sorted({TAG_BITS[(name, label)] for name in SMALL_DIMENSIONS for label in small_values[key][name]
+                   if (name, label) in TAG_BITS} | {TAG_BITS[("organisation", "")]})
+    category_bits = sorted(categories[key][0].values())
+    # One row per member with what the selects below need of the membership, joined once here (the planner
+    # cannot estimate a CTE's rows, and joined per select it chose a nested loop per member).
+    member_columns = ", ".join(f"{expr} AS d_{name}" for name, expr in MEMBER_DIMENSIONS.items())
+    per_member, year_start = _per_member(session, source, params, key, start, end, facts_cte)
+    ctes.append(f"""f{key} AS MATERIALIZED (
+           SELECT g.*, {member_columns}, CASE WHEN {MEMBER_ROLES_SQL} THEN m.joined_on END AS member_joined_on
+           FROM ({per_member}) g
+           LEFT JOIN membership m ON m.id = g.mid)""")
+    selects.append(f"SELECT '{key}', 'summary', 'active', SUM(f.act), SUM(f.both_sides) FROM f{key} f")
+    selects.append(_member_dimensions(session, key))
+    for section, column, wanted in (("flag", "tags", bits), ("category", "cats", category_bits)):
+        if wanted:
+            selects.append(_bit_counts(key, section, f"f{key}", column, wanted))
+    if key == "q" and "c" in bounds:
+        ctes.append(f"rc AS ({_active_members(session, source, params, 'r', *bounds['c'], facts_for('c'))})")
+        # PostgreSQL hash-joins the two member sets; SQLite would build an index on one first, and is faster
+        # probing a list.
+        selects.append("SELECT 'q', 'summary', 'retained', COUNT(*), 0 FROM fq f JOIN rc ON rc.mid = f.mid "
+                       "WHERE f.act = 1" if _dialect(session) == "postgresql" else
+                       "SELECT 'q', 'summary', 'retained', SUM(CASE WHEN f.act = 1 AND f.mid IN "
+                       "(SELECT rc.mid FROM rc) THEN 1 ELSE 0 END), 0 FROM fq f")
+    if key == "c":
         new_member = "f.member_joined_on BETWEEN :d0 AND :d1"
         selects.append(f"""SELECT 'c', 'summary', 'first',
                AVG(CASE WHEN {new_member} THEN {_days_between(session, 'f.first_on', 'f.member_joined_on')} END),
                SUM(CASE WHEN {new_member} THEN 1 ELSE 0 END)
         FROM fc f WHERE f.act = 1""")
-        if group_by == "month":  # one member-month row per member and month: sum the flags
-            selects.append("SELECT 'c', 'trend', CAST(mt.month AS VARCHAR(10)), SUM(mt.active), 0 FROM mt "
-                           "GROUP BY mt.month")
-        else:
-            bucket = _month(session, "mt.month", group_by)
-            selects.append(f"SELECT 'c', 'trend', {bucket}, COUNT(DISTINCT CASE WHEN mt.active = 1 "
-                           f"THEN mt.membership_id END), 0 FROM mt GROUP BY {bucket}")
-    out = {key: {"summary": {}, "flag": {}, "category": {}, "trend": {}, **{name: {} for name in MEMBER_DIMENSIONS}}
-           for key, *_rest in periods}
+        selects.append(_trend_active(session, source, params, start, end, facts_cte, year_start, group_by))
+    out = {"summary": {}, "flag": {}, "category": {}, "trend": {}, **{name: {} for name in MEMBER_DIMENSIONS}}
     sql = f"WITH {', '.join(raw_ctes + ctes)} " + " UNION ALL ".join(selects)
-    for key, section, label, n1, n2 in _run(session, sql, params):
-        cells = out[key][section]
+    for _key, section, label, n1, n2 in _run(session, sql, params):
+        cells = out[section]
         if section == "summary":
             cells[label] = (n1, n2)
         elif section in ("flag", "category"):
             cells[int(label)] = int(n1 or 0)
         elif section == "trend":
+            if year_start is not None:
+                label = _trend_masks(year_start, group_by)[int(label)]
             label = str(label)[:7] if group_by == "month" else str(label)
             cells[label] = cells.get(label, 0) + int(n1 or 0)
         else:

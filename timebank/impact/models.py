@@ -147,6 +147,9 @@ class ImpactMemberYear(_MemberFlags, db.Model):
     timebank_id: Mapped[int] = mapped_column(ForeignKey("timebank.id"), primary_key=True)
     starts_on: Mapped[dt.date] = mapped_column(Date, primary_key=True)
     membership_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    # Bit i: active in the year's month i (0 its first month). A one-year report's members active per month
+    # are then counts of bits over these rows, not a second read of the year's member-month rows.
+    month_mask: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
 
     __table_args__ = ({"sqlite_with_rowid": False},)
 
