@@ -11,6 +11,10 @@ before the write runs. A second transaction inserting the same (user, key)
 waits on the unique index until the first one ends; if the first committed, the
 second replays the stored answer (or 409s for a different body); if it rolled
 back, the second goes ahead. So a key is never acted on twice, and never 500s.
+
+The claim is one INSERT ... ON CONFLICT DO NOTHING RETURNING id (PostgreSQL and
+SQLite): a new key, the common case, costs that and the final UPDATE; a used
+key is read only when the insert found it.
 """
 from __future__ import annotations
 
@@ -19,12 +23,14 @@ import hashlib
 import json
 
 from flask import Response, request
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from werkzeug.exceptions import Unauthorized
 
 from timebank.api.security import current_api_user
 from timebank.community.models import IdempotencyRecord
+from timebank.database import is_sqlite
 from timebank.errors import Conflict, ValidationFailed
 from timebank.extensions import db
 
@@ -64,16 +70,12 @@ def idempotent(view):
             raise Unauthorized("A valid bearer token is required. Get one from POST /api/v1/tokens.")
         key = idempotency_key_from_request(required=True)
         fingerprint = request_fingerprint()
-        endpoint = request.path
-        existing = _stored(user.id, key)
-        if existing is None:
-            record = _claim(user.id, key, endpoint, fingerprint)
-            if record is None:  # a concurrent request with this key committed first
-                existing = _stored(user.id, key)
-                if existing is None:  # not visible yet (e.g. a stricter isolation level): let the client retry
-                    raise Conflict("A request with this idempotency key is still being processed; retry shortly.",
-                                   code="idempotency_key_in_progress")
-        if existing is not None:
+        record_id = _claim(user.id, key, request.path, fingerprint)
+        if record_id is None:  # the key is used: by an earlier request, or a concurrent one that committed first
+            existing = _stored(user.id, key)
+            if existing is None:  # not visible yet (e.g. a stricter isolation level): let the client retry
+                raise Conflict("A request with this idempotency key is still being processed; retry shortly.",
+                               code="idempotency_key_in_progress")
             if existing.request_hash != fingerprint:
                 raise Conflict("This idempotency key was already used for a different request.",
                                code="idempotency_key_reused")
@@ -82,9 +84,9 @@ def idempotent(view):
         result = view(*args, **kwargs)
         response = _to_response(result)
         # An error answer rolls the whole transaction back (claim included), so the key stays free for a retry.
-        record.status_code = response.status_code
-        record.response_body = response.get_data(as_text=True)
-        db.session.flush()
+        db.session.execute(update(IdempotencyRecord).where(IdempotencyRecord.id == record_id)
+                           .values(status_code=response.status_code, response_body=response.get_data(as_text=True))
+                           .execution_options(synchronize_session=False))
         return response
 
     # Keep flask-smorest's doc info, and mark the operation so the spec documents the Idempotency-Key header.
@@ -97,16 +99,14 @@ def _stored(user_id: int, key: str) -> IdempotencyRecord | None:
         select(IdempotencyRecord).where(IdempotencyRecord.user_id == user_id, IdempotencyRecord.key == key))
 
 
-def _claim(user_id: int, key: str, endpoint: str, fingerprint: str) -> IdempotencyRecord | None:
-    """Insert the key's row now (in a savepoint); None when another transaction holds the key and committed."""
-    record = IdempotencyRecord(user_id=user_id, key=key, endpoint=endpoint, request_hash=fingerprint,
-                               status_code=0, response_body="")
-    try:
-        with db.session.begin_nested():
-            db.session.add(record)
-    except IntegrityError:
-        return None
-    return record
+def _claim(user_id: int, key: str, endpoint: str, fingerprint: str) -> int | None:
+    """Insert the key's row now and answer its id; None when the key is used (a row committed by an earlier
+    request, or by a concurrent one this insert waited for). No savepoint: a conflict is not an error here."""
+    insert = sqlite_insert if is_sqlite(db.session) else postgresql_insert
+    return db.session.scalar(
+        insert(IdempotencyRecord).values(user_id=user_id, key=key, endpoint=endpoint, request_hash=fingerprint,
+                                         status_code=0, response_body="")
+        .on_conflict_do_nothing(index_elements=["user_id", "key"]).returning(IdempotencyRecord.id))
 
 
 def _to_response(result) -> Response:
