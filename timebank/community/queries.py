@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, inspect, or_, select
 
 from timebank.community.models import AuditEvent, Category, Membership, Organisation, User
 from timebank.errors import NotFound
@@ -37,6 +37,19 @@ def directory(session, timebank_id: int, *, search: str | None = None, status: s
                                 func.lower(func.coalesce(Membership.ward, "")).like(like)))
     return list(session.scalars(query.order_by(func.lower(User.display_name), Membership.id)
                                 .limit(limit).offset(offset)))
+
+
+def active_membership_of(session, user, timebank_id: int) -> Membership | None:
+    """The user's active membership in this time bank, or None (at most one: unique per user and time bank).
+    Read from the user's memberships when they are already loaded (an API caller's come with the token
+    lookup), else from the database."""
+    if user is None:
+        return None
+    if "memberships" not in inspect(user).unloaded:
+        return next((m for m in user.memberships if m.timebank_id == timebank_id and m.status == "active"), None)
+    return session.scalar(select(Membership).where(Membership.user_id == user.id,
+                                                   Membership.timebank_id == timebank_id,
+                                                   Membership.status == "active"))
 
 
 def membership_by_id(session, membership_id: int) -> Membership:

@@ -7,24 +7,16 @@ about the exchange itself (which side the user acts for, its status).
 """
 from __future__ import annotations
 
-from sqlalchemy import inspect, select
-
 from timebank.community import permissions
 from timebank.community.models import Membership, OrganisationRepresentative
+from timebank.community.queries import active_membership_of
 from timebank.exchanges.errors import NotAllowed
 
 ACCOUNT_ROLES = ("member", "broker", "admin")
 
 
 def active_membership(session, user, timebank_id: int) -> Membership | None:
-    """The user's active membership in this time bank (at most one: unique per user and time bank)."""
-    if user is None:
-        return None
-    if "memberships" not in inspect(user).unloaded:  # already loaded (an API caller's come with the token)
-        return next((m for m in user.memberships if m.timebank_id == timebank_id and m.status == "active"), None)
-    return session.scalar(select(Membership).where(Membership.user_id == user.id,
-                                                   Membership.timebank_id == timebank_id,
-                                                   Membership.status == "active"))
+    return active_membership_of(session, user, timebank_id)
 
 
 def is_broker(session, user, timebank_id: int) -> bool:

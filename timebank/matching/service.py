@@ -6,6 +6,7 @@ import datetime as dt
 from sqlalchemy import and_, func, insert, or_, select
 
 from timebank.community.models import Category, Membership, Organisation, OrganisationRepresentative, TimeBank
+from timebank.community.queries import active_membership_of
 from timebank.community.service import log_audit
 from timebank.errors import ValidationFailed
 from timebank.matching import candidates, planner, queries, scoring
@@ -18,9 +19,7 @@ DEFAULT_WEEKLY_CAPACITY = 2
 
 
 def membership_in(session, user, timebank_id: int) -> Membership | None:
-    return session.scalar(select(Membership).where(Membership.user_id == user.id,
-                                                   Membership.timebank_id == timebank_id,
-                                                   Membership.status == "active"))
+    return active_membership_of(session, user, timebank_id)
 
 
 def is_broker(membership: Membership | None) -> bool:
