@@ -8,7 +8,7 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from timebank.community.models import Category, MemberSkill, Organisation
+from timebank.community.models import Category, MemberSkill, Organisation, TimeBank
 from timebank.community.service import add_membership, create_timebank, create_user
 from timebank.ledger.service import post_transfer, system_account
 from timebank.matching import candidates, queries, scoring, service
@@ -144,3 +144,71 @@ def test_plan_uses_the_set_based_candidates_and_stays_within_suggestions(session
         request = next(r for r in open_requests if r.id == p.request_id)
         only = queries.suggestions(session, request, limit=1, only_member_id=p.membership_id)
         assert only and only[0].reasons == p.reasons
+
+
+def scalar_suggestions(session, request, *, limit, weights, now):
+    """The suggestions scored member by member with the scalar functions of scoring.py (the way queries.suggestions
+    scored before it worked on arrays): the oracle for its top `limit`."""
+    if not queries.is_open(request, now):
+        return []
+    tb = session.get(TimeBank, request.timebank_id)
+    radius = float(tb.match_radius_km or 10)
+    rows, family = queries.candidate_rows(session, request, radius_km=radius, now=now)
+    best = {}
+    for row in rows:
+        mid, cid = row[0], row[1]
+        if mid not in best or (queries.FIT_VALUE[family[cid]], -cid) > (queries.FIT_VALUE[family[best[mid][1]]],
+                                                                       -best[mid][1]):
+            best[mid] = row
+    stats = queries.match_stats(session, list(best), now)
+    request_words = scoring.tokens(f"{request.title} {request.description}")
+    waiting = scoring.waiting((now - request.created_at).total_seconds() / 86400, request.urgency)
+    scored = []
+    for mid, (_m, cid, lat, lon, slots, age_band, bio, balance, _name) in best.items():
+        if request.min_age is not None:
+            lower = scoring.age_lower_bound(age_band)
+            if lower is None or lower < request.min_age:
+                continue
+        distance = None
+        if not request.remote and request.latitude is not None and lat is not None:
+            distance = scoring.haversine_km(request.latitude, request.longitude, lat, lon)
+            if distance > radius:
+                continue
+        s = stats.get(mid, {"proposed": 0, "completed": 0, "open": 0, "week": 0})
+        words = queries._member_texts(session, [mid], request, now).get(mid, set()) | scoring.tokens(bio or "")
+        features = {"category": queries.FIT_VALUE[family[cid]],
+                    "text": scoring.text_similarity(request_words, words),
+                    "distance": scoring.distance_feature(distance, radius, request.remote),
+                    "availability": scoring.availability_overlap(request.availability, slots or 0),
+                    "reliability": scoring.reliability(s["completed"], s["proposed"]),
+                    "reciprocity": scoring.reciprocity(int(balance)), "waiting": waiting}
+        penalty = scoring.marginal_load(s["open"], weights["load"])
+        features["load"] = -penalty / weights["load"] if weights["load"] else 0.0
+        base = scoring.base_score(features, weights)
+        scored.append((round(base - penalty, 4), mid, base, features, distance, cid, s))
+    scored.sort(key=lambda t: (-t[0], t[1]))
+    return scored[:limit]
+
+
+@pytest.mark.parametrize("seed", [11, 12, 13])
+def test_top_suggestions_equal_member_by_member_scoring(session, seed):
+    """The array scoring's top 3 and top 10 are the scalar scoring's: same members in the same order, the same
+    scores, features and distances (haversine on arrays may differ in the last bit, so distances approximately)."""
+    tb, requests, _ = random_community(session, seed)
+    weights = scoring.weights_for(tb.settings)
+    now = utcnow()
+    compared = 0
+    for request in requests:
+        for limit in (3, 10):
+            got = queries.suggestions(session, request, limit=limit, weights=weights, now=now)
+            expected = scalar_suggestions(session, request, limit=limit, weights=weights, now=now)
+            assert [s.member_id for s in got] == [e[1] for e in expected], (request.id, limit)
+            for s, (score, _mid, base, features, distance, cid, stats) in zip(got, expected):
+                assert (s.score, s.category_id, s.extra["stats"]) == (score, cid, stats)
+                assert s.base_score == pytest.approx(base, abs=1e-12)
+                assert s.features == pytest.approx(features, abs=1e-12)
+                assert (s.distance_km is None) == (distance is None)
+                if distance is not None:
+                    assert s.distance_km == pytest.approx(distance, abs=1e-9)
+            compared += len(got)
+    assert compared > 20, compared
