@@ -10,7 +10,8 @@ What it does:
 2. Setup: API tokens for members, brokers, organisation representatives and a commissioner, made through
    the app's own service (community.auth.issue_token); signed session cookies for the member dashboard page.
 3. gunicorn wsgi:app --workers 4 on 127.0.0.1.
-4. An open-loop asyncio + httpx driver: requests are started on a fixed schedule (rate per second), not when
+4. An open-loop asyncio driver (bench/rawhttp.py, a small HTTP/1.1 client: httpx cost 2-3 ms of CPU per request on
+   the cores the service needs): requests are started on a fixed schedule (rate per second), not when
    the previous one returns, so a slow server shows as latency, not as a politely lower rate. Every write
    carries an Idempotency-Key. Bounded by time and by a request cap.
 5. Per endpoint: count, throughput, p50/p95/p99, 4xx and 5xx; then the rate is stepped to find the knee
@@ -36,6 +37,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import loadlib  # noqa: E402
+import rawhttp  # noqa: E402
 import private_pg  # noqa: E402
 
 P99_TARGET_MS = 250.0
@@ -200,13 +202,13 @@ class Driver:
                                                          "json": body}, None
         raise ValueError(name)
 
-    async def one(self, client: httpx.AsyncClient, rec: Recorder, spec):
+    async def one(self, client: rawhttp.RawClient, rec: Recorder, spec):
         name, method, path, kwargs, on_success = spec
         t0 = time.perf_counter()
         try:
             response = await client.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            rec.transport_errors[f"{name}: {type(exc).__name__}"] += 1
+        except rawhttp.TransportError as exc:
+            rec.transport_errors[f"{name}: {exc}"] += 1
             return
         ms = (time.perf_counter() - t0) * 1000
         code = None
@@ -224,7 +226,7 @@ class Driver:
     async def serial(self, per_endpoint: int = 15) -> Recorder:
         """One request at a time per endpoint: the service time without queueing (what each request costs)."""
         rec = Recorder()
-        async with httpx.AsyncClient(base_url=self.base_url, timeout=30.0) as client:
+        async with rawhttp.RawClient(self.base_url, timeout=30.0) as client:
             for name in self.names:
                 for _ in range(per_endpoint):
                     await self.one(client, rec, self.request_for(name))
@@ -232,8 +234,7 @@ class Driver:
 
     async def run(self, rate: float, seconds: float, max_requests: int, max_in_flight: int = 400) -> tuple[Recorder, float]:
         rec = Recorder()
-        limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=64)
-        async with httpx.AsyncClient(base_url=self.base_url, limits=limits, timeout=30.0) as client:
+        async with rawhttp.RawClient(self.base_url, timeout=30.0) as client:
             tasks: set[asyncio.Task] = set()
             start = time.perf_counter()
             n = 0
