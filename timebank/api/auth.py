@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 from flask import request
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields
 from werkzeug.exceptions import Unauthorized
 
+from timebank.api.blueprint import Blueprint
 from timebank.api.security import current_api_user, token_required
 from timebank.community.auth import authenticate, issue_token, revoke_token
 from timebank.extensions import db

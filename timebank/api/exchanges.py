@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 from sqlalchemy import or_, select
 
+from timebank.api.blueprint import Blueprint
 from timebank.api.idempotency import idempotent
 from timebank.api.security import current_api_user, token_required
 from timebank.community.models import OrganisationRepresentative

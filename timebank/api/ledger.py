@@ -4,9 +4,9 @@ from __future__ import annotations
 import datetime as dt
 
 from flask import Response, request
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from timebank.api.blueprint import Blueprint
 from timebank.api.idempotency import idempotency_key_from_request, idempotent
 from timebank.api.security import current_api_user, token_required
 from timebank.errors import Forbidden

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from flask import request as http_request
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from timebank.api.blueprint import Blueprint
 from timebank.api.idempotency import idempotent
 from timebank.api.security import current_api_user, token_required
 from timebank.community.models import Membership, Organisation, TimeBank

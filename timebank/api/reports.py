@@ -1,9 +1,9 @@
 """Impact reports for commissioners, brokers and admins; closing periods (admins)."""
 from __future__ import annotations
 
-from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from timebank.api.blueprint import Blueprint
 from timebank.api.idempotency import idempotent
 from timebank.api.security import current_api_user, token_required
 from timebank.errors import NotFound
