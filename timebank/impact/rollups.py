@@ -97,19 +97,24 @@ def refresh_exchanges(connection, exchange_ids) -> None:
     set_previous_days(connection, members={m for _t, _d, m, _p, _o in touched if m is not None},
                       partners={p for _t, _d, m, p, _o in touched if m is not None and p is not None},
                       organisations={o for _t, _d, m, _p, o in touched if m is not None and o is not None})
-    refresh_member_months(connection, {(tb, _month_of(on_date), member) for tb, on_date, member, _p, _o in touched
-                                       if member is not None})
-    refresh_member_firsts(connection, {(tb, member) for tb, _d, member, _p, _o in touched if member is not None})
+    months = {(tb, _month_of(on_date), member) for tb, on_date, member, _p, _o in touched if member is not None}
+    firsts = {(tb, member) for tb, _d, member, _p, _o in touched if member is not None}
+    _lock_keys(connection, [("impact_member_month", tb, month, member) for tb, month, member in months]
+               + [("impact_member_year", tb, _year_start(month, start_month), member)
+                  for tb, month, member in months for start_month in YEAR_STARTS]
+               + [("impact_member_first", tb, None, member) for tb, member in firsts])
+    refresh_member_months(connection, months)
+    refresh_member_firsts(connection, firsts)
 
 
 def refresh_member_firsts(connection, keys) -> None:
-    """Set impact_member_first again for these (time bank, membership) keys from their facts."""
+    """Set impact_member_first again for these (time bank, membership) keys from their facts (the caller holds their
+    locks: _lock_keys)."""
     members: dict[int, set] = {}
     for timebank_id, membership_id in keys:
         members.setdefault(timebank_id, set()).add(int(membership_id))
     for timebank_id, ids in sorted(members.items()):
         params = {"tb": timebank_id, "ids": sorted(ids)}
-        _lock_keys(connection, "impact_member_first", timebank_id, [(None, m) for m in ids])
         connection.execute(text("DELETE FROM impact_member_first WHERE timebank_id = :tb AND membership_id IN :ids")
                            .bindparams(bindparam("ids", expanding=True)), params)
         # Per member the earliest delivered row through the (membership_id, on_date) index, not a group of all
@@ -173,21 +178,27 @@ def _year_start(month: dt.date, start_month: int) -> dt.date:
     return dt.date(month.year - (month.month < start_month), start_month, 1)
 
 
-def _lock_keys(connection, table: str, timebank_id: int, keys) -> None:
-    """PostgreSQL: wait for any other transaction regrouping these (period, member) rows to commit.
+_LOCK_ORDER = {"impact_member_month": 0, "impact_member_year": 1, "impact_member_first": 2}
+
+
+def _lock_keys(connection, keys) -> None:
+    """PostgreSQL: wait for any other transaction regrouping these (table, time bank, period, member) rows to commit.
 
     Two transactions regrouping the same member-month (a re-tag while the member confirms) would both insert its
-    row: the second waits here until the first commits, then sees its rows. Keys go in sorted order; months,
-    then years, then first days: every transaction takes these locks in one order. One statement for all the
-    keys of a table. SQLite lets one writer in at a time."""
-    if connection.dialect.name != "postgresql":
+    row: the second waits here until the first commits, then sees its rows. One statement for every key of a
+    write, in one order (months, then years, then first days, each sorted): every transaction takes these locks
+    in the same order. SQLite lets one writer in at a time."""
+    if connection.dialect.name != "postgresql" or not keys:
         return
-    keys = sorted((str(period or ""), int(member)) for period, member in keys)
+    keys = sorted({(_LOCK_ORDER[table], table, int(tb), str(period or ""), int(member))
+                   for table, tb, period, member in keys})
     connection.execute(text(
-        f"SELECT pg_advisory_xact_lock(hashtextextended('{table}:' || CAST(:tb AS text) || ':' || k.period || ':' "
-        "|| CAST(k.member AS text), 0)) FROM unnest(CAST(:periods AS text[]), CAST(:members AS integer[])) "
-        "AS k(period, member) ORDER BY k.period, k.member"),
-        {"tb": timebank_id, "periods": [k[0] for k in keys], "members": [k[1] for k in keys]})
+        "SELECT pg_advisory_xact_lock(hashtextextended(k.name || ':' || CAST(k.tb AS text) || ':' || k.period || ':' "
+        "|| CAST(k.member AS text), 0)) FROM unnest(CAST(:names AS text[]), CAST(:tbs AS integer[]), "
+        "CAST(:periods AS text[]), CAST(:members AS integer[])) WITH ORDINALITY AS k(name, tb, period, member, n) "
+        "ORDER BY k.n"),
+        {"names": [k[1] for k in keys], "tbs": [k[2] for k in keys], "periods": [k[3] for k in keys],
+         "members": [k[4] for k in keys]})
 
 
 def _months_of_year(starts_on: dt.date) -> list[dt.date]:
@@ -197,7 +208,7 @@ def _months_of_year(starts_on: dt.date) -> list[dt.date]:
 
 def refresh_member_months(connection, keys) -> None:
     """Regroup impact_member_month for these (time bank, first day of month, membership) keys from impact_fact,
-    then impact_member_year for the years holding those months."""
+    then impact_member_year for the years holding those months (the caller holds their locks: _lock_keys)."""
     members: dict[tuple, set] = {}
     for timebank_id, month, membership_id in keys:
         members.setdefault((timebank_id, month), set()).add(int(membership_id))
@@ -205,7 +216,6 @@ def refresh_member_months(connection, keys) -> None:
     years: dict[tuple, set] = {}
     for (timebank_id, month), ids in sorted(members.items()):
         params = {"tb": timebank_id, "m": month, "m1": _month_end(month), "ids": sorted(ids)}
-        _lock_keys(connection, "impact_member_month", timebank_id, [(month, m) for m in ids])
         connection.execute(text("DELETE FROM impact_member_month WHERE timebank_id = :tb AND month = :m "
                                 "AND membership_id IN :ids").bindparams(bindparam("ids", expanding=True)), params)
         connection.execute(text(_INSERT_MEMBER_MONTH + member_month_sql(
@@ -232,8 +242,6 @@ def _regroup_years(connection, timebank_id: int, items) -> None:
         inserts.append(member_year_sql(dialect, start_month, f"mm.timebank_id = :tb AND mm.month IN :months{i} "
                                                              f"AND mm.membership_id IN :ids{i}"))
         binds += [bindparam(f"ids{i}", expanding=True), bindparam(f"months{i}", expanding=True)]
-    _lock_keys(connection, "impact_member_year", timebank_id,
-               [(starts_on, m) for _start, starts_on, ids in items for m in ids])
     connection.execute(text(f"DELETE FROM impact_member_year WHERE timebank_id = :tb AND ({' OR '.join(deletes)})")
                        .bindparams(*[b for b in binds if b.key.startswith("ids")]),
                        {k: v for k, v in params.items() if not k.startswith("months")})
