@@ -61,13 +61,16 @@ def register_extensions(app: Flask) -> None:
 
     @login_manager.user_loader
     def load_user(user_id: str):
+        from sqlalchemy.orm import joinedload
+
         from timebank.community.models import User
 
         # "<id>.<session version>": a cookie from before a log-out or a password change no longer matches.
         user_part, _, version = user_id.partition(".")
         if not (user_part.isdigit() and version.isdigit() and len(user_part) < 19):
             return None
-        user = db.session.get(User, int(user_part))
+        # Every page's navigation reads the user's memberships: load them in the same statement.
+        user = db.session.get(User, int(user_part), options=[joinedload(User.memberships)])
         if user is None or not user.is_active or str(user.session_version or 0) != version:
             return None
         return user

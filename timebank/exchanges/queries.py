@@ -31,10 +31,12 @@ def hours_this_year(session, membership: Membership, today: dt.date | None = Non
     """(minutes given, minutes received) in confirmed exchanges this calendar year."""
     today = today or dt.date.today()
     start = dt.date(today.year, 1, 1)
-    base = select(func.coalesce(func.sum(Exchange.minutes), 0)).where(
-        Exchange.status == "confirmed", Exchange.happened_on >= start)
-    given = session.scalar(base.where(Exchange.provider_membership_id == membership.id))
-    received = session.scalar(base.where(Exchange.recipient_membership_id == membership.id))
+    gave = Exchange.provider_membership_id == membership.id
+    got = Exchange.recipient_membership_id == membership.id
+    given, received = session.execute(
+        select(func.coalesce(func.sum(Exchange.minutes).filter(gave), 0),
+               func.coalesce(func.sum(Exchange.minutes).filter(got), 0))
+        .where(Exchange.status == "confirmed", Exchange.happened_on >= start, or_(gave, got))).one()
     return int(given), int(received)
 
 
