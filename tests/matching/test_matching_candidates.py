@@ -212,3 +212,30 @@ def test_top_suggestions_equal_member_by_member_scoring(session, seed):
                     assert s.distance_km == pytest.approx(distance, abs=1e-9)
             compared += len(got)
     assert compared > 20, compared
+
+
+@pytest.mark.parametrize("seed", [21, 22])
+def test_requests_a_member_could_help_with_equal_suggestions_request_by_request(session, seed):
+    """The set-based list for one member equals asking suggestions() of every open request for that member (what
+    the page did before): the same requests, in the same order, with the same scores and reasons."""
+    from timebank.community.models import Membership
+
+    tb, requests, _ = random_community(session, seed)
+    now = utcnow()
+    members = list(session.scalars(select(Membership).where(Membership.timebank_id == tb.id,
+                                                            Membership.status == "active")))
+    listed = 0
+    for me in members:
+        expected = []
+        for request in queries.list_requests(session, tb.id, status="open", limit=200, now=now):
+            if request.membership_id == me.id:
+                continue
+            for s in queries.suggestions(session, request, limit=1, now=now, only_member_id=me.id):
+                expected.append((request.id, s.score, s.reasons))
+        expected.sort(key=lambda e: -e[1])
+        got = [(r.id, s.score, s.reasons) for r, s in queries.requests_member_could_help(session, me, limit=1000)]
+        assert [g[0] for g in got] == [e[0] for e in expected], me.id
+        for (_r, score, reasons), (_r2, expected_score, expected_reasons) in zip(got, expected):
+            assert score == pytest.approx(expected_score, abs=1e-4) and reasons == expected_reasons
+        listed += len(got)
+    assert listed > 10, listed
