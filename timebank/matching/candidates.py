@@ -85,10 +85,12 @@ def _empty() -> Candidates:
 
 def plan_candidates(session, requests: list[HelpRequest], *, timebank: TimeBank, weights: dict[str, float],
                     now: dt.datetime | None = None, today: dt.date | None = None,
-                    member_id: int | None = None) -> Candidates:
+                    member_ids=None) -> Candidates:
     """Every (request, member) pair passing the hard filters, with its base score; closed requests have none.
 
-    `member_id`: the pairs of that member only (which requests could this member help with?)."""
+    `member_ids`: the pairs of those members only (which requests could this member help with? are a plan's
+    proposals still eligible?)."""
+    only = [] if member_ids is None else [among(session, Membership.id, sorted(set(member_ids)))]
     now = now or utcnow()
     today = today or dt.date.today()
     radius = float(timebank.match_radius_km or 10)
@@ -103,7 +105,7 @@ def plan_candidates(session, requests: list[HelpRequest], *, timebank: TimeBank,
                func.coalesce(Account.balance_minutes, 0), m.safety_check_level, m.safety_check_expires)
         .join(User, User.id == m.user_id).outerjoin(Account, Account.id == m.account_id)
         .where(m.timebank_id == timebank.id, m.status == "active", m.role.in_(VOLUNTEER_ROLES),
-               *([m.id == member_id] if member_id is not None else []))
+               *only)
         .order_by(m.id)).all()
     if not member_rows:
         return _empty()
@@ -139,13 +141,13 @@ def plan_candidates(session, requests: list[HelpRequest], *, timebank: TimeBank,
         skill_pairs.update(session.execute(
             select(MemberSkill.membership_id, MemberSkill.category_id).join(m, m.id == MemberSkill.membership_id)
             .where(m.timebank_id == timebank.id, MemberSkill.category_id.in_(chunk),
-                   *([m.id == member_id] if member_id is not None else []))).all())
+                   *only)).all())
     offers = session.execute(
         select(Offer.membership_id, Offer.category_id, Offer.starts_on, Offer.ends_on, Offer.expires_at, Offer.title,
                Offer.description)
         .join(m, m.id == Offer.membership_id)
         .where(m.timebank_id == timebank.id, *offer_live(now),
-               *([m.id == member_id] if member_id is not None else []))).all()
+               *only)).all()
     offers = [o for o in offers if o[0] in pos_of]
     offer_words = [scoring.tokens(f"{o[5]} {o[6]}") for o in offers]
     blocked = np.array(sorted((low << 32) | high for low, high in session.execute(

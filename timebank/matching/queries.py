@@ -402,7 +402,7 @@ def requests_member_could_help(session, membership: Membership, *, limit: int = 
     open_requests = [r for r in list_requests(session, membership.timebank_id, status="open", limit=200, now=now)
                      if r.membership_id != membership.id]
     found = plan_candidates(session, open_requests, timebank=timebank, weights=weights, now=now,
-                            member_id=membership.id)
+                            member_ids=[membership.id])
     at = {int(rid): i for i, rid in enumerate(found.request_id.tolist())}
     s = found.stats.get(membership.id, {"proposed": 0, "completed": 0, "open": 0, "week": 0})
     penalty = scoring.marginal_load(s["open"], weights["load"])

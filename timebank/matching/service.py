@@ -420,8 +420,9 @@ def _proposal_problems(session, plan: MatchPlan, proposals: list) -> dict[tuple[
     already = dict(((m.request_id, m.membership_id), m.status) for m in session.scalars(
         select(Match).where(queries.among(session, Match.request_id, requests), Match.status != "suggested")))
     open_requests = [r for r in requests.values() if queries.is_open(r, now)]
+    # Only the plan's volunteers are scored (the pairs are what is asked about), not the whole time bank.
     found = candidates.plan_candidates(session, open_requests, timebank=timebank,
-                                       weights=scoring.weights_for(timebank.settings), now=now)
+                                       weights=scoring.weights_for(timebank.settings), now=now, member_ids=member_ids)
     eligible = set(zip(found.request_id.tolist(), found.member_id.tolist()))
     problems = {}
     for p in proposals:
