@@ -85,10 +85,10 @@ def side_of(session, exchange: Exchange, which: str) -> Side:
 
 # --- rules -----------------------------------------------------------------------------------------------------
 
-def check_side_active(side: Side, timebank: TimeBank) -> None:
+def check_side_active(side: Side, timebank_id: int) -> None:
     if side.membership is not None:
         m = side.membership
-        if m.timebank_id != timebank.id:
+        if m.timebank_id != timebank_id:
             raise ExchangeRuleBroken(f"{m.user.display_name} is not a member of this time bank.",
                                      code="not_same_timebank")
         if m.status != "active" or m.account_id is None:
@@ -96,7 +96,7 @@ def check_side_active(side: Side, timebank: TimeBank) -> None:
                                      code="inactive_member")
     else:
         o = side.organisation
-        if o.timebank_id != timebank.id:
+        if o.timebank_id != timebank_id:
             raise ExchangeRuleBroken(f"{o.name} is not part of this time bank.", code="not_same_timebank")
         if o.status != "active" or o.account_id is None:
             raise ExchangeRuleBroken(f"{o.name} is not active in this time bank.", code="inactive_organisation")
@@ -215,9 +215,8 @@ def _post(session, exchange: Exchange, *, recorded_by_user_id: int | None,
     """Post the exchange's transfer and mark it confirmed; answers its (provider, recipient) sides, so that the
     caller's message names them without loading them again."""
     provider, recipient = side_of(session, exchange, "provider"), side_of(session, exchange, "recipient")
-    timebank = session.get(TimeBank, exchange.timebank_id)
-    check_side_active(provider, timebank)
-    check_side_active(recipient, timebank)
+    check_side_active(provider, exchange.timebank_id)
+    check_side_active(recipient, exchange.timebank_id)
     who = "you" if recipient.membership is not None else recipient.name
     check_floor(session, recipient.account_id, exchange.minutes, who=who)
     try:
@@ -264,8 +263,8 @@ def _new_exchange(session, *, user: User, provider: Side, recipient: Side, minut
                   logged_for: str | None = None) -> Exchange:
     timebank = _timebank_of(session, provider)
     check_parties(provider, recipient)
-    check_side_active(provider, timebank)
-    check_side_active(recipient, timebank)
+    check_side_active(provider, timebank.id)
+    check_side_active(recipient, timebank.id)
     check_minutes(minutes, timebank)
     if backdate_check:
         check_date(happened_on, timebank, today)
@@ -601,7 +600,7 @@ def record_group_activity(session, *, user: User, organisation_id: int, title: s
                                errors={"people_reached": ["Must be zero or more."]})
     check_date(happened_on, timebank, today)
     org_side = Side(organisation=organisation)
-    check_side_active(org_side, timebank)
+    check_side_active(org_side, timebank.id)
     # One query for every participant, not one each; resolve_side answers for any id not found.
     wanted = [m for m, _ in participants if isinstance(m, int) and not isinstance(m, bool)]
     found = {m.id: m for m in session.scalars(select(Membership).where(Membership.id.in_(wanted)))} if wanted else {}
@@ -612,7 +611,7 @@ def record_group_activity(session, *, user: User, organisation_id: int, title: s
         seen.add(membership_id)
         member = found.get(membership_id)
         side = Side(membership=member) if member is not None else resolve_side(session, membership_id=membership_id)
-        check_side_active(side, timebank)
+        check_side_active(side, timebank.id)
         check_minutes(minutes, timebank)
         sides.append((side, minutes))
     total = sum(m for _s, m in sides)
@@ -819,7 +818,7 @@ def grant_from_pot(session, *, user: User, membership_id: int, minutes: int, rea
     if not isinstance(minutes, int) or isinstance(minutes, bool) or minutes <= 0:
         raise ValidationFailed("Enter how many minutes to grant.", errors={"minutes": ["Must be above zero."]})
     timebank = session.get(TimeBank, membership.timebank_id)
-    check_side_active(Side(membership=membership), timebank)
+    check_side_active(Side(membership=membership), timebank.id)
     pot = system_account(session, timebank.id, "pot")
     if pot.balance_minutes < minutes:
         raise BelowFloor(f"The pot holds only {hours_text(pot.balance_minutes)}.", code="pot_too_small")
