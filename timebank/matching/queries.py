@@ -33,12 +33,15 @@ class Suggestion:
 def among(session, column, ids):
     """column IN ids; on PostgreSQL as = ANY(one array parameter), not thousands of parameters to parse and bind.
 
-    The array is sent as one text literal cast to integer[]: psycopg dumps a Python list element by element (1.6 ms
-    of CPU for a thousand ids, against 0.2 ms for the text)."""
+    The ids are sent as one comma-separated text, split and cast in SQL: psycopg dumps a Python list element by
+    element (1.6 ms of CPU for a thousand ids, against 0.2 ms for the text). string_to_array and the cast are
+    immutable, so PostgreSQL computes the array once; a text cast straight to integer[] goes through array_in, which
+    is only stable, and the planner then re-parsed it for every row it filtered (match statistics for 1,100 members:
+    14 ms against 0.1 ms)."""
     ids = [int(i) for i in ids]
     if session.get_bind().dialect.name == "postgresql":
-        literal = "{" + ",".join(map(str, ids)) + "}"
-        return column == any_(cast(bindparam(None, literal, type_=String()), ARRAY(Integer)))
+        text_ids = bindparam(None, ",".join(map(str, ids)), type_=String())
+        return column == any_(cast(func.string_to_array(text_ids, ","), ARRAY(Integer)))
     return column.in_(ids)
 
 
