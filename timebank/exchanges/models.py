@@ -98,6 +98,7 @@ class Exchange(db.Model):
         Index("ix_exchange_timebank_status_date", "timebank_id", "status", "happened_on"),
         Index("ix_exchange_provider", "provider_membership_id"),
         Index("ix_exchange_recipient", "recipient_membership_id"),
+        Index("ix_exchange_activity", "activity_id"),  # a group activity's exchanges (its page, its API answer)
     )
 
 
