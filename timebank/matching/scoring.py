@@ -4,6 +4,7 @@ Nothing here touches the database, so the formulas can be read and tested alone.
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 
@@ -112,8 +113,11 @@ _WORD = re.compile(r"[a-z0-9]{3,}")
 _STOP = {"the", "and", "for", "with", "can", "need", "help", "someone", "who", "you", "our", "are", "have", "will"}
 
 
-def tokens(text: str) -> set[str]:
-    return {w for w in _WORD.findall((text or "").lower()) if w not in _STOP}
+@functools.lru_cache(maxsize=65536)
+def tokens(text: str) -> frozenset[str]:
+    """The words of a text that count for similarity. Cached per process: the same bios and offers are read for
+    every request (a suggestions request on the L demo tokenised about 700 texts)."""
+    return frozenset(w for w in _WORD.findall((text or "").lower()) if w not in _STOP)
 
 
 def text_similarity(a: set[str], b: set[str]) -> float:
