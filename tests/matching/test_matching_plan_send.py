@@ -1,5 +1,6 @@
 """Sending a draft plan after some proposals stopped being valid: those are skipped with the reason in words, the
 rest are sent (service, page and API)."""
+import json
 import re
 import uuid
 
@@ -8,7 +9,7 @@ from sqlalchemy import delete
 
 from timebank.community.models import MemberSkill
 from timebank.community.service import suspend_member
-from timebank.matching import service
+from timebank.matching import queries, service
 from timebank.matching.models import Match
 
 
@@ -76,7 +77,10 @@ def test_an_invalid_proposal_is_skipped_and_the_rest_sent(session, draft_plan, c
     [skipped] = plan.skipped
     assert (skipped["request_id"], skipped["member_id"]) == (first.request_id, first.membership_id)
     assert words in skipped["reason"]
-    assert skipped["request_title"] == draft_plan["requests"][first.request_id].title
+    assert set(skipped) == {"request_id", "member_id", "reason"}  # no names kept: they are looked up when shown
+    [shown] = queries.skipped_of(session, plan)
+    assert shown["request_title"] == draft_plan["requests"][first.request_id].title
+    assert shown["member_name"] == draft_plan["helpers"][first.membership_id][0].display_name
     sent_by_plan = session.query(Match).filter(Match.plan_id == plan.id).all()
     assert [(m.request_id, m.membership_id) for m in sent_by_plan] == [(second.request_id, second.membership_id)]
 
@@ -112,3 +116,23 @@ def test_the_api_answers_the_skipped_proposals(client, session, api_headers, dra
     draft = client.post("/api/v1/match-plans", json={"request_ids": [second.request_id]},
                         headers=api_headers(broker_user, **key()))
     assert draft.status_code in (201, 200) and draft.json["skipped"] == []
+
+
+def test_an_erased_volunteer_is_not_named_by_a_sent_plan(client, session, login, draft_plan):
+    """The skipped list stores ids only: once the volunteer is erased, the plan's page and the API show the erased
+    name, and no stored row still holds the old one."""
+    from timebank.community.service import erase_person
+
+    plan = draft_plan["plan"]
+    first = plan.proposals[0]
+    _spoil(session, draft_plan, "broker block")
+    broker_user = draft_plan["broker"][0]
+    service.send_plan(session, plan, by_user_id=broker_user.id)
+    user = draft_plan["helpers"][first.membership_id][0]
+    old_name = user.display_name
+    erase_person(session, user, actor=broker_user)
+    session.commit()
+    assert old_name not in json.dumps(session.get(type(plan), plan.id).skipped)
+    login(broker_user)
+    page = client.get(f"/matching/plans/{plan.id}").get_data(as_text=True)
+    assert old_name not in page and user.display_name in page

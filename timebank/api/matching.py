@@ -133,7 +133,7 @@ class PlanOut(Schema):
                        "member_id, request_title, member_name and the reason in words"})
 
     def _skipped(self, plan):
-        return list(plan.skipped or [])
+        return queries.skipped_of(db.session, plan)
 
 
 class MatchOut(Schema):

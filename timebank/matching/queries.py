@@ -462,6 +462,20 @@ def member_names(session, membership_ids) -> dict[int, str]:
                                 .where(Membership.id.in_(ids))).all())
 
 
+def skipped_of(session, plan) -> list[dict]:
+    """A sent plan's skipped proposals with the request's title and the member's name as they are now (an erased
+    member shows as erased; plans sent by earlier versions stored names, which are not used)."""
+    entries = list(plan.skipped or [])
+    names = member_names(session, [e["member_id"] for e in entries])
+    request_ids = sorted({e["request_id"] for e in entries})
+    titles = dict(session.execute(select(HelpRequest.id, HelpRequest.title).where(HelpRequest.id.in_(request_ids)))
+                  .all()) if request_ids else {}
+    return [{"request_id": e["request_id"], "member_id": e["member_id"],
+             "request_title": titles.get(e["request_id"], f"request {e['request_id']}"),
+             "member_name": names.get(e["member_id"], f"member {e['member_id']}"), "reason": e["reason"]}
+            for e in entries]
+
+
 def active_members(session, timebank_id: int) -> list[tuple[int, str]]:
     """(membership id, name) of the time bank's active members and brokers, by name."""
     return list(session.execute(select(Membership.id, User.display_name).join(User, User.id == Membership.user_id)

@@ -369,12 +369,12 @@ def send_plan(session, plan: MatchPlan, *, by_user_id: int) -> list[Match]:
 
     A proposal is skipped when, since the plan was made, its request was closed, expired or filled, the volunteer
     is no longer an active member, the pair was blocked, the volunteer was already proposed, or the volunteer no
-    longer passes the request's hard filters. plan.skipped lists them with the reason in words."""
+    longer passes the request's hard filters. plan.skipped lists them (request and member ids, the reason in words;
+    names are looked up when shown, queries.skipped_of, so an erased member's name is never kept here)."""
     if plan.status == "sent":
         raise PlanAlreadySent("This plan was already sent.")
     proposals = list(plan.proposals)
     problems = _proposal_problems(session, plan, proposals)
-    names = queries.member_names(session, [p.membership_id for p in proposals])
     request_ids = sorted({p.request_id for p in proposals})
     # The checks above are propose()'s, done for all proposals at once; places are counted down as they are sent.
     existing = {(m.request_id, m.membership_id): m for m in session.scalars(
@@ -394,10 +394,7 @@ def send_plan(session, plan: MatchPlan, *, by_user_id: int) -> list[Match]:
                                           plan_id=plan.id))
             places_left[request.id] -= 1
             continue
-        skipped.append({"request_id": proposal.request_id, "request_title": request.title,
-                        "member_id": proposal.membership_id,
-                        "member_name": names.get(proposal.membership_id, f"member {proposal.membership_id}"),
-                        "reason": reason})
+        skipped.append({"request_id": proposal.request_id, "member_id": proposal.membership_id, "reason": reason})
     plan.status, plan.sent_at, plan.skipped = "sent", utcnow(), skipped
     session.flush()
     return matches

@@ -223,7 +223,8 @@ def plan(plan_id):
         abort(404)
     requests_ = {r.id: r for r in db.session.scalars(select(HelpRequest).where(HelpRequest.id.in_(row.request_ids)))}
     names = queries.member_names(db.session, [p.membership_id for p in row.proposals])
-    return render_template("matching/plan.html", plan=row, requests=requests_, names=names)
+    return render_template("matching/plan.html", plan=row, requests=requests_, names=names,
+                           skipped=queries.skipped_of(db.session, row))
 
 
 @bp.post("/matching/plans/<int:plan_id>/send")
@@ -237,10 +238,11 @@ def send_plan(plan_id):
         flash(exc.message, "error")
     else:
         flash(f"Sent {len(matches)} proposal{'s' if len(matches) != 1 else ''}.", "success")
-        if row.skipped:
-            shown = "; ".join(f"{s['member_name']} for “{s['request_title']}”: {s['reason']}" for s in row.skipped[:10])
-            more = f"; and {len(row.skipped) - 10} more, listed below" if len(row.skipped) > 10 else ""
-            flash(f"Not sent ({len(row.skipped)}), because things changed since the plan was made: {shown}{more}.",
+        skipped = queries.skipped_of(db.session, row)
+        if skipped:
+            shown = "; ".join(f"{s['member_name']} for “{s['request_title']}”: {s['reason']}" for s in skipped[:10])
+            more = f"; and {len(skipped) - 10} more, listed below" if len(skipped) > 10 else ""
+            flash(f"Not sent ({len(skipped)}), because things changed since the plan was made: {shown}{more}.",
                   "error")
     return redirect(url_for("matching.plan", plan_id=plan_id)), 303
 
