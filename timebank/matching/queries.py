@@ -338,27 +338,26 @@ def suggestions(session, request: HelpRequest, *, limit: int = 10, weights: dict
     commitments = np.array([s["open"] for s in member_stats], dtype=float)
     slots = np.array([r[4] or 0 for r in rows], dtype=np.int64)
     balance = np.array([int(r[7]) for r in rows], dtype=float)
-    alpha, beta = scoring.RELIABILITY_PRIOR
     features = {
         "category": np.array([FIT_VALUE[family[r[1]]] for r in rows]),
         "text": np.zeros(len(rows)),
         "distance": scoring.distance_feature_array(distance, radius, np.full(len(rows), bool(request.remote))),
         "availability": scoring.availability_overlap_array(np.full(len(rows), request.availability or 0,
                                                                    dtype=np.int64), slots),
-        "reliability": (completed + alpha) / (proposed + alpha + beta),
-        "reciprocity": np.minimum(1.0, np.maximum(0.0, 0.5 - balance / 1200.0)),
+        "reliability": scoring.reliability(completed, proposed),
+        "reciprocity": scoring.reciprocity_array(balance),
         "waiting": np.full(len(rows), waiting),
     }
     load = weights["load"]
-    penalty = load * (commitments + 1) * (commitments + 1) / 4.0 - load * commitments * commitments / 4.0
-    score = _weighted(features, weights) - penalty
+    penalty = scoring.marginal_load(commitments, load)
+    score = scoring.base_score(features, weights) - penalty
     # Text can only add up to weights["text"]: only members who could still reach the top need their words read.
     kth = np.sort(score)[::-1][min(limit, len(rows)) - 1]
     contenders = np.flatnonzero(score + weights["text"] >= kth)
     texts = _member_texts(session, [int(mids[i]) for i in contenders], request, now)
     words = {int(i): texts.get(int(mids[i]), set()) | scoring.tokens(rows[i][6] or "") for i in contenders}
     features["text"][contenders] = [scoring.text_similarity(request_words, words[int(i)]) for i in contenders]
-    base = _weighted({k: v[contenders] for k, v in features.items()}, weights)
+    base = scoring.base_score({k: v[contenders] for k, v in features.items()}, weights)
     final = np.array([round(float(x), 4) for x in base - penalty[contenders]])  # Python's rounding, as before
     order = np.lexsort((mids[contenders], -final))[:limit]
     out = []
@@ -380,15 +379,6 @@ def suggestions(session, request: HelpRequest, *, limit: int = 10, weights: dict
                                     balance_minutes=int(balance[i]), completed=s["completed"],
                                     proposed=s["proposed"], shared_words=request_words & words[i])))
     return out
-
-
-def _weighted(features: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
-    """scoring.base_score on arrays: the weighted features summed in the weights' order (the same floats)."""
-    total = np.zeros(len(next(iter(features.values()))))
-    for k in weights:
-        if k != "load":
-            total = total + weights[k] * features.get(k, 0.0)
-    return total
 
 
 def requests_member_could_help(session, membership: Membership, *, limit: int = 20) -> list[tuple[HelpRequest, Suggestion]]:

@@ -145,7 +145,8 @@ def distance_feature_array(distance_km: np.ndarray, radius_km: float, remote: np
     return np.where(remote | np.isnan(distance_km), 1.0, near)
 
 
-def reliability(completed: int, proposed: int) -> float:
+def reliability(completed, proposed):
+    """Completed over proposed with the prior; numbers or numpy arrays."""
     alpha, beta = RELIABILITY_PRIOR
     return (completed + alpha) / (proposed + alpha + beta)
 
@@ -153,6 +154,11 @@ def reliability(completed: int, proposed: int) -> float:
 def reciprocity(balance_minutes: int) -> float:
     """1 for someone 10 hours in debit, 0.5 at zero, 0 for someone 10 hours in credit."""
     return min(1.0, max(0.0, 0.5 - balance_minutes / 1200.0))
+
+
+def reciprocity_array(balance_minutes: np.ndarray) -> np.ndarray:
+    """reciprocity per member, on arrays."""
+    return np.minimum(1.0, np.maximum(0.0, 0.5 - balance_minutes / 1200.0))
 
 
 def waiting(days_waiting: float, urgency: str = "normal") -> float:
@@ -166,13 +172,15 @@ def load_cost(commitments: int, weight: float) -> float:
     return weight * commitments * commitments / 4.0
 
 
-def marginal_load(commitments: int, weight: float) -> float:
-    """Extra penalty for one more commitment on top of `commitments`; increasing in commitments."""
+def marginal_load(commitments, weight: float):
+    """Extra penalty for one more commitment on top of `commitments` (a number or a numpy array); increasing in
+    commitments."""
     return load_cost(commitments + 1, weight) - load_cost(commitments, weight)
 
 
-def base_score(features: dict[str, float], weights: dict[str, float]) -> float:
-    """The weighted sum of the positive features (the load penalty is applied separately)."""
+def base_score(features: dict, weights: dict[str, float]):
+    """The weighted sum of the positive features (the load penalty is applied separately); features are numbers,
+    or numpy arrays of one value per candidate (summed in the same order, so the same floats)."""
     return sum(weights[k] * features.get(k, 0.0) for k in weights if k != "load")
 
 
