@@ -78,10 +78,28 @@ def browser_page(_chromium, live_server):
 def check_accessibility():
     source = AXE.read_text()
 
-    def check(page, *, impacts=("serious", "critical")):
+    def run_axe(page):
+        page.wait_for_load_state("load")
         if not page.evaluate("() => typeof window.axe !== 'undefined'"):
             page.add_script_tag(content=source)
-        result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
+        return page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
+
+    def check(page, *, impacts=("serious", "critical")):
+        from playwright.sync_api import Error
+
+        # A link just clicked may still be navigating: the old document can be torn down between
+        # injecting axe and running it ("Execution context was destroyed", or no <head> yet to add
+        # the script to). Wait for the new page to load and run again; a violation is never retried.
+        for attempt in range(3):
+            try:
+                result = run_axe(page)
+                break
+            except Error as error:
+                navigating = ("context was destroyed" in str(error) or "appendChild" in str(error)
+                              or "navigat" in str(error))
+                if not navigating or attempt == 2:
+                    raise
+                page.wait_for_timeout(100)
         bad = [v for v in result["violations"] if v.get("impact") in impacts]
         summary = "; ".join(f"{v['id']} ({v['impact']}): {v['help']} at "
                             f"{[n['target'] for n in v['nodes']][:3]}" for v in bad)
