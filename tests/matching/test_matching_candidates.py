@@ -153,7 +153,7 @@ def scalar_suggestions(session, request, *, limit, weights, now):
         return []
     tb = session.get(TimeBank, request.timebank_id)
     radius = float(tb.match_radius_km or 10)
-    rows, family = queries.candidate_rows(session, request, radius_km=radius, now=now)
+    rows, family, _names = queries.candidate_rows(session, request, radius_km=radius, now=now)
     best = {}
     for row in rows:
         mid, cid = row[0], row[1]
@@ -164,7 +164,8 @@ def scalar_suggestions(session, request, *, limit, weights, now):
     request_words = scoring.tokens(f"{request.title} {request.description}")
     waiting = scoring.waiting((now - request.created_at).total_seconds() / 86400, request.urgency)
     scored = []
-    for mid, (_m, cid, lat, lon, slots, age_band, bio, balance, _name) in best.items():
+    # The statistics from match_stats, not the ones candidate_rows joins in: the oracle for those too.
+    for mid, (_m, cid, lat, lon, slots, age_band, bio, balance, *_joined_stats) in best.items():
         if request.min_age is not None:
             lower = scoring.age_lower_bound(age_band)
             if lower is None or lower < request.min_age:

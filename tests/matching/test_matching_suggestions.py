@@ -159,3 +159,21 @@ def test_requests_a_member_could_help_with(session, timebank, volunteer, request
     assert found.id == req.id and "offers Gardening" in why.reasons
     assert queries.requests_member_could_help(session, tutor) == []
     assert queries.requests_member_could_help(session, who[1]) == []
+
+
+def test_candidates_are_planned_for_each_request_on_postgresql(session, timebank, volunteer, requester, category):
+    """psycopg prepares a statement on its fifth run, and PostgreSQL may then plan it once for any values; the
+    candidate statement asks to be planned for its own values every time (timebank/database.py), so it is never
+    prepared, while the statements around it still are."""
+    import pytest
+    from sqlalchemy import text
+
+    if session.get_bind().dialect.name != "postgresql":
+        pytest.skip("prepared statements are psycopg's and PostgreSQL's")
+    volunteer(skills=["Gardening"])
+    req = _request(session, timebank, requester(), category)
+    for _ in range(8):
+        assert queries.suggestions(session, req)
+    prepared = session.execute(text("SELECT statement FROM pg_prepared_statements")).scalars().all()
+    assert not [s for s in prepared if "fits AS" in s]
+    assert [s for s in prepared if "FROM offer" in s]  # the member texts: prepared as usual
