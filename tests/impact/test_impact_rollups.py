@@ -144,7 +144,8 @@ def test_rebuild_rollups_command(app, committed_db):
     assert rollup == raw and rollup["headline"]["minutes_delivered"] == 780
 
 
-ACTIONS = st.lists(st.tuples(st.sampled_from(["log", "confirm", "record", "correct", "activity", "tag"]),
+ACTIONS = st.lists(st.tuples(st.sampled_from(["log", "confirm", "record", "correct", "activity", "tag",
+                                                               "dispute", "settle", "reassign"]),
                              st.integers(0, 3), st.integers(0, 3), st.integers(1, 300), st.integers(0, 60)),
                    min_size=1, max_size=14)
 
@@ -191,6 +192,17 @@ def test_property_rollup_equals_raw_whatever_the_services_do(session, timebank, 
                         service.record_group_activity(
                             session, user=broker, organisation_id=org.id, title="Litter pick", happened_on=on,
                             participants=[(m_i.id, minutes), *([(m_j.id, 60)] if j != i else [])])
+                    elif action == "dispute" and logged:  # pending -> disputed: still no fact rows
+                        e = logged[minutes % len(logged)]
+                        service.dispute_exchange(session, e.id, user=people[j][0], reason="Not what happened")
+                    elif action == "settle" and logged:  # disputed -> confirmed by a broker: its first fact rows
+                        e = logged[minutes % len(logged)]
+                        confirmed.append(service.resolve_dispute(session, e.id, user=broker, action="confirm"))
+                    elif action == "reassign" and confirmed:  # the rows move to another member: some must go
+                        e = confirmed[minutes % len(confirmed)]
+                        if e.provider_membership_id is not None and m_i.id != e.recipient_membership_id:
+                            e.provider_membership_id = m_i.id
+                            session.flush()
                     elif action == "tag" and logged:
                         e = logged[minutes % len(logged)]
                         e.outcome_area = "housing"
@@ -281,3 +293,27 @@ def test_two_transactions_writing_the_same_day_keep_the_daily_rollup_exact(commi
         check.rollback()
     assert kept == rebuilt
     assert len(kept["impact_member_first"]) == len({a, b, c, d})
+
+
+def test_a_member_who_no_longer_took_part_loses_their_member_rows(session, timebank, make_person):
+    """An exchange corrected in place to another provider: the first provider's month, year and first-day rows go.
+    A confirmation only adds fact rows, and its regroup is an upsert; every other change deletes as well."""
+    from tests.impact.test_impact_speed import member_first_rows, member_month_rows, member_year_rows
+
+    (_, a), (_, b), (_, c) = make_person(), make_person(), make_person()
+    broker, _ = make_person("broker")
+    e = service.record_exchange(session, user=broker, provider_id=a.id, recipient_id=b.id, minutes=60,
+                                happened_on=dt.date.today())
+
+    def member_rows():
+        return (member_month_rows(session, timebank.id), member_year_rows(session, timebank.id),
+                member_first_rows(session, timebank.id))
+
+    assert str(a.id) in {row[1] for row in member_rows()[0]}
+    e.provider_membership_id = c.id
+    session.flush()
+    kept = member_rows()
+    assert str(a.id) not in {row[1] for row in kept[0]} | {row[1] for row in kept[1]} | {row[0] for row in kept[2]}
+    assert str(c.id) in {row[1] for row in kept[0]}
+    rebuild_rollups(session, timebank.id)
+    assert member_rows() == kept

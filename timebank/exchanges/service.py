@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from timebank.community.models import Category, Membership, Organisation, TimeBank, User
 from timebank.community.service import log_audit
@@ -61,12 +62,16 @@ class Side:
         return [u.id for u in self.organisation.representatives]
 
 
+_WITH_USER = (joinedload(Membership.user),)
+
+
 def resolve_side(session, *, membership_id=None, organisation_id=None, label="provider") -> Side:
     if (membership_id is None) == (organisation_id is None):
         raise ValidationFailed(f"Name the {label} as a member or an organisation, not both.",
                                errors={f"{label}_id": [f"Give either {label}_id or {label}_organisation_id."]})
     if membership_id is not None:
-        membership = session.get(Membership, membership_id)
+        # With the member's user, whose name and id the messages and notifications about the exchange need next.
+        membership = session.get(Membership, membership_id, options=_WITH_USER)
         if membership is None:
             raise ExchangeRuleBroken(f"There is no member with id {membership_id}.", code="unknown_member",
                                      status=404)
