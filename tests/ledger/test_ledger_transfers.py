@@ -157,3 +157,30 @@ def test_a_rolled_back_savepoint_forgets_the_transfer_it_wrote(session, timebank
     session.flush()
     assert session.get(Transfer, kept.id) is kept
     assert m1.balance_minutes == 45
+
+
+def test_statements_to_today_equal_the_sums_of_postings(session, timebank, accounts):
+    """A period that runs to today or later takes its opening balance from the balance now less the period's
+    lines (one statement); an older period sums the postings before it. Both must equal the sums of the postings,
+    with transfers dated before, inside and after the period (a future date too)."""
+    import random
+
+    rng = random.Random(5)
+    today = dt.date.today()
+    m1, m2, issuance = accounts["m1"], accounts["m2"], accounts["issuance"]
+    dated = []
+    for _ in range(40):
+        day = today + dt.timedelta(days=rng.randint(-90, 10))
+        src, dst = rng.choice([(issuance, m1), (m1, m2), (m2, m1), (issuance, m2)])
+        minutes = rng.randint(1, 30)
+        give(session, timebank, src, dst, minutes, effective_date=day)
+        dated += [(day, m1.id, minutes * ((dst is m1) - (src is m1))), (day, m2.id, minutes * ((dst is m2) - (src is m2)))]
+    for account in (m1, m2):
+        for date_from, date_to in [(today.replace(day=1), today), (today - dt.timedelta(days=30), today + dt.timedelta(
+                days=3)), (today - dt.timedelta(days=60), today - dt.timedelta(days=20)), (today, today)]:
+            st = statement(session, account.id, date_from, date_to, per_page=1000)
+            mine = [(day, minutes) for day, account_id, minutes in dated if account_id == account.id and minutes]
+            assert st.opening_minutes == sum(m for day, m in mine if day < date_from), (date_from, date_to)
+            assert st.closing_minutes == sum(m for day, m in mine if day <= date_to), (date_from, date_to)
+            assert st.received_minutes - st.given_minutes == sum(m for day, m in mine if date_from <= day <= date_to)
+            assert all(date_from <= line.date <= date_to for line in st.lines)
