@@ -223,13 +223,22 @@ class Driver:
         if on_success is not None and response.status_code == 201:
             on_success(response.json())
 
-    async def serial(self, per_endpoint: int = 15) -> Recorder:
-        """One request at a time per endpoint: the service time without queueing (what each request costs)."""
+    async def serial(self, per_endpoint: int = 15, cpu=None) -> Recorder:
+        """One request at a time per endpoint: the service time without queueing (what each request costs).
+
+        With `cpu` (a function returning the server's (gunicorn, PostgreSQL) CPU seconds so far), the recorder's
+        `cpu_ms` holds each endpoint's server CPU per request: gunicorn's HTTP handling and PostgreSQL's own work
+        included, which the in-process bench/request_cpu.py does not see."""
         rec = Recorder()
+        rec.cpu_ms = {}
         async with rawhttp.RawClient(self.base_url, timeout=30.0) as client:
             for name in self.names:
+                before = cpu() if cpu else None
                 for _ in range(per_endpoint):
                     await self.one(client, rec, self.request_for(name))
+                if cpu:
+                    after = cpu()
+                    rec.cpu_ms[name] = tuple((a - b) * 1000 / per_endpoint for a, b in zip(after, before))
         return rec
 
     async def run(self, rate: float, seconds: float, max_requests: int, max_in_flight: int = 400) -> tuple[Recorder, float]:
@@ -364,6 +373,7 @@ def main(argv=None) -> int:
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--members", type=int, default=400)
     parser.add_argument("--serial", type=int, default=15, help="requests per endpoint in the one-at-a-time pass")
+    parser.add_argument("--serial-only", action="store_true", help="stop after the one-at-a-time pass")
     parser.add_argument("--json", dest="json_out", default=None, help="write the results here as JSON")
     args = parser.parse_args(argv)
 
@@ -381,14 +391,27 @@ def main(argv=None) -> int:
         # Warm up: every worker imports, connects and fills its caches.
         asyncio.run(driver.run(rate=20, seconds=5, max_requests=200))
         before = loadlib.load_average()
-        serial = summarise(asyncio.run(driver.serial(args.serial)), 1.0, 0)
-        print(f"\n== one request at a time ({args.serial} per endpoint): service time without queueing "
-              f"(load average {before}) ==")
-        print(f"{'endpoint':<22}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}{'4xx':>6}{'5xx':>6}")
-        for row in serial["rows"]:
-            print(f"{row['endpoint']:<22}{row['p50']:>9.1f}{row['p95']:>9.1f}{row['max']:>9.1f}{row['4xx']:>6}"
-                  f"{row['5xx']:>6}")
-        results["serial"] = serial
+        if args.serial:  # 0 skips the pass
+            app_pids, db_pids = loadlib.server_pids(server)
+            serial_rec = asyncio.run(driver.serial(args.serial, cpu=lambda: (
+                loadlib.cpu_seconds(app_pids), loadlib.cpu_seconds(db_pids))))
+            serial = summarise(serial_rec, 1.0, 0)
+            serial["cpu_ms"] = serial_rec.cpu_ms
+            print(f"\n== one request at a time ({args.serial} per endpoint): service time without queueing "
+                  f"(load average {before}) ==")
+            print(f"{'endpoint':<22}{'p50 ms':>9}{'p95 ms':>9}{'max ms':>9}{'4xx':>6}{'5xx':>6}"
+                  f"{'CPU ms: gunicorn':>18}{'+ PG':>7}{'= server':>10}")
+            weighted = [0.0, 0.0]
+            for row in serial["rows"]:
+                app_ms, db_ms = serial_rec.cpu_ms.get(row["endpoint"], (float("nan"),) * 2)
+                weighted[0] += MIX[row["endpoint"]] / 100 * app_ms
+                weighted[1] += MIX[row["endpoint"]] / 100 * db_ms
+                print(f"{row['endpoint']:<22}{row['p50']:>9.1f}{row['p95']:>9.1f}{row['max']:>9.1f}{row['4xx']:>6}"
+                      f"{row['5xx']:>6}{app_ms:>18.1f}{db_ms:>7.1f}{app_ms + db_ms:>10.1f}")
+            print(f"{'mix-weighted':<22}{'':>42}{weighted[0]:>18.1f}{weighted[1]:>7.1f}{sum(weighted):>10.1f}")
+            results["serial"] = serial
+        if args.serial_only:
+            return 0
         # The knee first, rising, stopping at the first rate that fails; then the main run at the target rate.
         knee_rates = [float(r) for r in args.knee.split(",") if r.strip()]
         phases = [("knee", r, args.step_seconds) for r in knee_rates] + [("main", args.rate, args.seconds)]
