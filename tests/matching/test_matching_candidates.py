@@ -8,11 +8,11 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from timebank.community.models import Category, MemberSkill, Organisation, TimeBank
+from timebank.community.models import Category, Membership, MemberSkill, Organisation, TimeBank
 from timebank.community.service import add_membership, create_timebank, create_user
 from timebank.ledger.service import post_transfer, system_account
 from timebank.matching import candidates, queries, scoring, service
-from timebank.matching.models import Match, utcnow
+from timebank.matching.models import Match, Offer, utcnow
 
 LAT, LON = 53.80, -1.55
 WORDS = ["garden", "weeding", "hedge", "ladder", "laptop", "email", "reading", "shopping", "lifts", "walks"]
@@ -165,7 +165,7 @@ def scalar_suggestions(session, request, *, limit, weights, now):
     waiting = scoring.waiting((now - request.created_at).total_seconds() / 86400, request.urgency)
     scored = []
     # The statistics from match_stats, not the ones candidate_rows joins in: the oracle for those too.
-    for mid, (_m, cid, lat, lon, slots, age_band, bio, balance, *_joined_stats) in best.items():
+    for mid, (_m, cid, lat, lon, slots, age_band, balance, *_joined_stats) in best.items():
         if request.min_age is not None:
             lower = scoring.age_lower_bound(age_band)
             if lower is None or lower < request.min_age:
@@ -176,7 +176,12 @@ def scalar_suggestions(session, request, *, limit, weights, now):
             if distance > radius:
                 continue
         s = stats.get(mid, {"proposed": 0, "completed": 0, "open": 0, "week": 0})
-        words = queries._member_texts(session, [mid], request, now).get(mid, set()) | scoring.tokens(bio or "")
+        # The member's words read here, not by the code under test: their bio and their offers live in the window.
+        live = [o for o in session.scalars(select(Offer).where(Offer.membership_id == mid))
+                if queries.is_open(o, now) and queries.offer_overlaps(o.starts_on, o.ends_on, o.expires_at,
+                                                                      request.starts_on, request.ends_on)]
+        words = scoring.tokens(session.get(Membership, mid).bio or "").union(
+            *(scoring.tokens(f"{o.title} {o.description}") for o in live))
         features = {"category": queries.FIT_VALUE[family[cid]],
                     "text": scoring.text_similarity(request_words, words),
                     "distance": scoring.distance_feature(distance, radius, request.remote),

@@ -117,3 +117,18 @@ def test_suggestions_never_break_a_hard_filter(session, members, req):
     plan = service.create_plan(session, timebank=tb, request_ids=[request.id], by_user_id=owner_user.id)
     assert {p.membership_id for p in plan.proposals} <= expected
     assert len(plan.proposals) == (1 if expected else 0)
+
+
+words_st = st.frozensets(st.sampled_from(["garden", "dig", "bike", "brakes", "soup", "read", "walk", "dog", "van"]),
+                         max_size=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(request_words=words_st, parts=st.lists(words_st, max_size=4))
+def test_text_similarity_of_parts_is_text_similarity_of_their_union(request_words, parts):
+    """The shortcut (no union built unless it could change the divisor) gives the same float and the same shared
+    words as the overlap coefficient of the whole union."""
+    union = frozenset().union(*parts)
+    value, shared = scoring.text_similarity_of_parts(request_words, parts)
+    assert value == scoring.text_similarity(request_words, union)
+    assert shared == request_words & union

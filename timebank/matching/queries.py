@@ -6,7 +6,7 @@ import functools
 from dataclasses import dataclass, field
 
 import numpy as np
-from sqlalchemy import ARRAY, Integer, String, and_, any_, bindparam, case, cast, func, or_, select, true
+from sqlalchemy import ARRAY, Integer, String, and_, any_, bindparam, case, cast, func, literal, or_, select, true
 
 from timebank.community.models import Category, Membership, MemberSkill, TimeBank, User
 from timebank.ledger.models import Account
@@ -46,6 +46,23 @@ def among(session, column, ids):
     return column.in_(ids)
 
 
+def among_param(column, postgres: bool, name: str = "ids"):
+    """among() for a statement built once: column IN the bind parameter `name`, given by ids_param()."""
+    if postgres:
+        return column == any_(cast(func.string_to_array(bindparam(name, type_=String()), ","), ARRAY(Integer)))
+    return column.in_(bindparam(name, expanding=True))
+
+
+def ids_param(ids, postgres: bool):
+    """The value for among_param's parameter."""
+    ids = [int(i) for i in ids]
+    return ",".join(map(str, ids)) if postgres else ids
+
+
+def _postgres(session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
 def get_request(session, request_id: int, timebank_id: int | None = None) -> HelpRequest:
     row = session.get(HelpRequest, request_id)
     if row is None or (timebank_id is not None and row.timebank_id != timebank_id):
@@ -63,14 +80,17 @@ def get_offer(session, offer_id: int, timebank_id: int | None = None) -> Offer:
 def category_family(session, category_id: int) -> tuple[dict[int, str], dict[int, str]]:
     """({category id: fit}, {category id: name}) for the request's category: 'exact', its parent 'broader', its
     children 'narrower'. One statement: the category, its children and its parent."""
-    parent_of = select(Category.parent_id).where(Category.id == category_id).scalar_subquery()
-    rows = session.execute(select(Category.id, Category.parent_id, Category.name).where(
-        or_(Category.id == category_id, Category.parent_id == category_id, Category.id == parent_of))).all()
+    rows = session.execute(_CATEGORY_FAMILY, {"category_id": category_id}).all()
     own = [row for row in rows if row.id == category_id]
     if not own:
         return {category_id: "exact"}, {}
     children = [row.id for row in rows if row.parent_id == category_id]
     return family_from(category_id, own[0].parent_id, children), {row.id: row.name for row in rows}
+
+
+_CATEGORY_FAMILY = select(Category.id, Category.parent_id, Category.name).where(or_(
+    Category.id == bindparam("category_id"), Category.parent_id == bindparam("category_id"),
+    Category.id == select(Category.parent_id).where(Category.id == bindparam("category_id")).scalar_subquery()))
 
 
 def family_from(category_id: int, parent_id: int | None, child_ids) -> dict[int, str]:
@@ -175,7 +195,7 @@ def _window_terms(now, today, request_ends_on=None, request_starts_on=None, requ
 
 def offer_overlaps(starts_on: dt.date | None, ends_on: dt.date | None, expires_at: dt.datetime,
                    request_starts_on: dt.date | None, request_ends_on: dt.date | None) -> bool:
-    """In Python, the date part of _offer_in_window(): does a live offer's window overlap the request's?"""
+    """In Python, the date part of _window_terms(): does a live offer's window overlap the request's?"""
     if request_ends_on is not None and starts_on is not None and starts_on > request_ends_on:
         return False
     if request_starts_on is not None:
@@ -207,12 +227,6 @@ class OfferDates:
         return live
 
 
-def _offer_in_window(request: HelpRequest, now: dt.datetime) -> list:
-    """Conditions for an offer that is live now and whose dates overlap the request's (offer_overlaps in SQL)."""
-    return _window_terms(now, now.date(), request.ends_on, request.starts_on,
-                         None if request.starts_on is None else dt.datetime.combine(request.starts_on, dt.time()))
-
-
 def _match_stats_columns(week_ago: dt.datetime) -> list:
     """Per member (grouped by Match.membership_id): proposed (ever), completed, open commitments, asked this week."""
     return [func.sum(case((Match.proposed_at.is_not(None), 1), else_=0)).label("proposed"),
@@ -227,7 +241,8 @@ def candidate_rows(session, request: HelpRequest, *, today: dt.date | None = Non
     haversine check): one statement for the category family, one for the candidates.
 
     Returns (rows, family, category names); a row is (membership_id, category_id, latitude, longitude, availability,
-    age_band, bio, balance, proposed, completed, open, week)."""
+    age_band, balance, proposed, completed, open, week). Bios are not in it: only the members who could still reach
+    the top need their words (member_word_parts)."""
     today, now = today or dt.date.today(), now or utcnow()
     family, names = category_family(session, request.category_id)
     located = not request.remote and request.latitude is not None and request.longitude is not None
@@ -242,7 +257,7 @@ def candidate_rows(session, request: HelpRequest, *, today: dt.date | None = Non
     if located:
         params.update(zip(("min_lat", "max_lat", "min_lon", "max_lon"), scoring.bounding_box(
             request.latitude, request.longitude, radius_km or 10)))
-    stmt = _candidate_statement(session.get_bind().dialect.name == "postgresql", only_member_id is not None,
+    stmt = _candidate_statement(_postgres(session), only_member_id is not None,
                                 bool(request.membership_id), bool(request.availability), located, safety,
                                 request.ends_on is not None, request.starts_on is not None)
     # Plain rows, no ORM entities: through the connection, past the ORM's result machinery (a thousand rows on L).
@@ -289,7 +304,7 @@ def _candidate_statement(postgres: bool, only_member: bool, requester: bool, ava
         Match.request_id == p("request_id"), Match.status != "suggested", Match.membership_id.is_not(None))))
     stats = (select(Match.membership_id.label("mid"), *_match_stats_columns(p("week_ago")))
              .where(Match.membership_id.in_(select(fits.c.mid))).group_by(Match.membership_id).subquery("stats"))
-    columns = ("id", "latitude", "longitude", "availability", "age_band", "bio", "account_id")
+    columns = ("id", "latitude", "longitude", "availability", "age_band", "account_id")
     if postgres:
         # From the members with the skill, each looked up by its key (LATERAL), instead of filtering every member of
         # the time bank and joining by hash: 5.5 → 2.9 ms for a request with 270 candidates on the L community.
@@ -300,7 +315,7 @@ def _candidate_statement(postgres: bool, only_member: bool, requester: bool, ava
         source = select().select_from(fits).join(m, m.id == fits.c.mid).where(*conditions)
     # Planned for each request's own values (timebank/database.py): a plan made once for any categories, as
     # PostgreSQL settles on after a few executions of a prepared statement, took 57 ms instead of 3.
-    return (source.add_columns(member.id, fits.c.cid, *[member[c] for c in columns[1:6]],
+    return (source.add_columns(member.id, fits.c.cid, *[member[c] for c in columns[1:5]],
                                func.coalesce(Account.balance_minutes, 0),
                                *[func.coalesce(stats.c[c], 0) for c in ("proposed", "completed", "open", "week")])
             .outerjoin(Account, Account.id == member.account_id)
@@ -324,16 +339,49 @@ def match_stats(session, membership_ids: list[int], now: dt.datetime | None = No
     return stats
 
 
-def _member_texts(session, membership_ids: list[int], request: HelpRequest,
-                  now: dt.datetime) -> dict[int, set[str]]:
-    words: dict[int, set[str]] = {}
-    if not membership_ids:
-        return words
-    rows = session.execute(select(Offer.membership_id, Offer.title, Offer.description).where(
-        among(session, Offer.membership_id, membership_ids), *_offer_in_window(request, now)))
-    for mid, title, description in rows:
-        words.setdefault(mid, set()).update(scoring.tokens(f"{title} {description}"))
-    return words
+def member_word_parts(session, membership_ids, request: HelpRequest, now: dt.datetime) -> dict[int, list]:
+    """{membership id: the word sets of their bio and of each offer live in the request's window}: what the text
+    similarity compares with the request's words (scoring.text_similarity_of_parts). One statement."""
+    parts: dict[int, list] = {}
+    ids = list(membership_ids)
+    if not ids:
+        return parts
+    postgres = _postgres(session)
+    stmt = _word_parts_statement(postgres, request.ends_on is not None, request.starts_on is not None)
+    params = {"ids": ids_param(ids, postgres), "now": now, "today": now.date(), "ends_on": request.ends_on,
+              "starts_on": request.starts_on,
+              "starts_at": None if request.starts_on is None else dt.datetime.combine(request.starts_on, dt.time())}
+    for mid, is_offer, title, description in session.connection().execute(stmt, params).all():
+        parts.setdefault(mid, []).append(scoring.tokens(f"{title} {description}" if is_offer else title or ""))
+    return parts
+
+
+@functools.lru_cache(maxsize=16)
+def _word_parts_statement(postgres: bool, request_ends: bool, request_starts: bool):
+    """member_word_parts' statement for one shape of request: (membership id, is offer, title or bio, description)."""
+    p = bindparam
+    bios = select(Membership.id, literal(False), Membership.bio, literal(None, String())).where(
+        among_param(Membership.id, postgres), Membership.bio.is_not(None))
+    offers = select(Offer.membership_id, literal(True), Offer.title, Offer.description).where(
+        among_param(Offer.membership_id, postgres),
+        *_window_terms(p("now"), p("today"), p("ends_on") if request_ends else None,
+                       p("starts_on") if request_starts else None, p("starts_at")))
+    return bios.union_all(offers)
+
+
+def best_fit_rows(rows, family: dict[int, str]) -> dict[int, tuple]:
+    """{member: their candidate row with the best category fit}; between equal fits the lowest category id, so the
+    reason names the same category each time. A member appears more than once only when they have several
+    categories of the family (a skill and an offer, say): usually nobody does, and there is nothing to choose."""
+    best = {row[0]: row for row in rows}
+    if len(best) == len(rows):
+        return best
+    best = {}
+    for row in rows:
+        mid, cid = row[0], row[1]
+        if mid not in best or (FIT_VALUE[family[cid]], -cid) > (FIT_VALUE[family[best[mid][1]]], -best[mid][1]):
+            best[mid] = row
+    return best
 
 
 def suggestions(session, request: HelpRequest, *, limit: int = 10, weights: dict | None = None,
@@ -353,13 +401,7 @@ def suggestions(session, request: HelpRequest, *, limit: int = 10, weights: dict
     request_words = scoring.tokens(f"{request.title} {request.description}")
     days_waiting = (now - request.created_at).total_seconds() / 86400
     waiting = scoring.waiting(days_waiting, request.urgency)
-    best: dict[int, tuple] = {}
-    for row in rows:
-        mid, cid = row[0], row[1]
-        fit = FIT_VALUE[family[cid]]
-        # The best fit; between equal fits the lowest category id, so the reason names the same category each time.
-        if mid not in best or (fit, -cid) > (FIT_VALUE[family[best[mid][1]]], -best[mid][1]):
-            best[mid] = row
+    best = best_fit_rows(rows, family)
     if request.min_age is not None:
         best = {mid: row for mid, row in best.items()
                 if (lower := scoring.age_lower_bound(row[5])) is not None and lower >= request.min_age}
@@ -369,27 +411,27 @@ def suggestions(session, request: HelpRequest, *, limit: int = 10, weights: dict
     # in scoring.py (so the same floats): on a large time bank a request has a thousand candidates or more, and the
     # per-candidate Python (a dict of features, a weighted sum) was most of the request's CPU.
     rows = list(best.values())
-    mids = np.array([r[0] for r in rows], dtype=np.int64)
+    columns = list(zip(*rows))  # one tuple per column: (mid, cid, lat, lon, slots, age, balance, stats ×4)
+    mids = np.array(columns[0], dtype=np.int64)
     distance = np.full(len(rows), np.nan)
     if not request.remote and request.latitude is not None:
-        located = np.array([r[2] is not None for r in rows])
+        located = np.array([lat is not None for lat in columns[2]])
         if located.any():
             distance[located] = scoring.haversine_km_array(
-                request.latitude, request.longitude, np.array([r[2] for r in rows if r[2] is not None], dtype=float),
-                np.array([r[3] for r in rows if r[2] is not None], dtype=float))
+                request.latitude, request.longitude, np.array(columns[2], dtype=float)[located],
+                np.array(columns[3], dtype=float)[located])
     keep = ~(distance > radius)  # an unknown distance (NaN) is kept
-    rows, mids, distance = [r for r, k in zip(rows, keep) if k], mids[keep], distance[keep]
+    if not keep.all():
+        rows = [r for r, k in zip(rows, keep) if k]
+        columns = list(zip(*rows)) if rows else []
+        mids, distance = mids[keep], distance[keep]
     if not rows:
         return []
-    member_stats = [{"proposed": int(r[8]), "completed": int(r[9]), "open": int(r[10]), "week": int(r[11])}
-                    for r in rows]
-    completed = np.array([s["completed"] for s in member_stats], dtype=float)
-    proposed = np.array([s["proposed"] for s in member_stats], dtype=float)
-    commitments = np.array([s["open"] for s in member_stats], dtype=float)
-    slots = np.array([r[4] or 0 for r in rows], dtype=np.int64)
-    balance = np.array([int(r[7]) for r in rows], dtype=float)
+    completed, proposed, commitments = (np.array(columns[k], dtype=float) for k in (8, 7, 9))
+    slots = np.array([s or 0 for s in columns[4]], dtype=np.int64)
+    balance = np.array(columns[6], dtype=float)
     features = {
-        "category": np.array([FIT_VALUE[family[r[1]]] for r in rows]),
+        "category": np.array([FIT_VALUE[family[cid]] for cid in columns[1]]),
         "text": np.zeros(len(rows)),
         "distance": scoring.distance_feature_array(distance, radius, np.full(len(rows), bool(request.remote))),
         "availability": scoring.availability_overlap_array(np.full(len(rows), request.availability or 0,
@@ -404,31 +446,41 @@ def suggestions(session, request: HelpRequest, *, limit: int = 10, weights: dict
     # Text can only add up to weights["text"]: only members who could still reach the top need their words read.
     kth = np.sort(score)[::-1][min(limit, len(rows)) - 1]
     contenders = np.flatnonzero(score + weights["text"] >= kth)
-    texts = _member_texts(session, [int(mids[i]) for i in contenders], request, now)
-    words = {int(i): texts.get(int(mids[i]), set()) | scoring.tokens(rows[i][6] or "") for i in contenders}
-    features["text"][contenders] = [scoring.text_similarity(request_words, words[int(i)]) for i in contenders]
+    parts = member_word_parts(session, mids[contenders].tolist(), request, now)
+    shared = {}
+    for i, mid in zip(contenders.tolist(), mids[contenders].tolist()):
+        features["text"][i], shared[i] = scoring.text_similarity_of_parts(request_words, parts.get(mid, ()))
     base = scoring.base_score({k: v[contenders] for k, v in features.items()}, weights)
-    final = np.array([round(float(x), 4) for x in base - penalty[contenders]])  # Python's rounding, as before
-    order = np.lexsort((mids[contenders], -final))[:limit]
+    raw = base - penalty[contenders]
+    # Scores are shown rounded to 4 places and ranked by the rounded score, then by member id. Python's rounding
+    # (as before) only for those near the top: rounding moves a score by at most 0.00005, so one more than 0.0001
+    # below the limit-th raw score cannot reach the top after rounding.
+    cut = np.sort(raw)[::-1][min(limit, len(raw)) - 1] - 1e-4
+    near = np.flatnonzero(raw >= cut)
+    final = np.array([round(float(x), 4) for x in raw[near]])
+    order = near[np.lexsort((mids[contenders][near], -final))[:limit]]
+    final_of = dict(zip(near.tolist(), final.tolist()))
     names = member_names(session, [int(mids[contenders[j]]) for j in order])
     out = []
     # Reasons in words only for the members shown (a few hundred contenders on a large time bank).
     for j in order:
         i = int(contenders[j])
-        mid, cid, name = int(mids[i]), rows[i][1], names[int(mids[i])]
-        s, d = member_stats[i], (None if np.isnan(distance[i]) else float(distance[i]))
+        row = rows[i]
+        mid, cid, name = int(mids[i]), row[1], names[int(mids[i])]
+        s = {"proposed": int(row[7]), "completed": int(row[8]), "open": int(row[9]), "week": int(row[10])}
+        d = None if np.isnan(distance[i]) else float(distance[i])
         member_features = {k: float(v[i]) for k, v in features.items()}
         member_features["load"] = -float(penalty[i]) / load if load else 0.0
         common = (request.availability & int(slots[i])) if request.availability else int(slots[i])
         out.append(Suggestion(
-            member_id=mid, display_name=name, score=float(final[j]), base_score=float(base[j]),
+            member_id=mid, display_name=name, score=final_of[int(j)], base_score=float(base[j]),
             features=member_features, distance_km=d, category_id=cid, open_commitments=s["open"],
             extra={"stats": s, "balance": int(balance[i])},
             reasons=scoring.reasons(category_name=category_names.get(cid, "help"), fit=family[cid],
                                     distance_km=d, remote=request.remote, common_slots=common,
                                     asked_this_week=s["week"], open_commitments=s["open"],
                                     balance_minutes=int(balance[i]), completed=s["completed"],
-                                    proposed=s["proposed"], shared_words=request_words & words[i])))
+                                    proposed=s["proposed"], shared_words=shared[i])))
     return out
 
 
@@ -496,11 +548,17 @@ def blocked_pairs(session, timebank_id: int, *, made_by_user_id: int | None = No
 
 
 def member_names(session, membership_ids) -> dict[int, str]:
-    ids = list(set(membership_ids))
+    ids = set(membership_ids)
     if not ids:
         return {}
-    return dict(session.execute(select(Membership.id, User.display_name).join(User, User.id == Membership.user_id)
-                                .where(Membership.id.in_(ids))).all())
+    postgres = _postgres(session)
+    return dict(session.execute(_member_names_statement(postgres), {"ids": ids_param(ids, postgres)}).all())
+
+
+@functools.lru_cache(maxsize=2)
+def _member_names_statement(postgres: bool):
+    return select(Membership.id, User.display_name).join(User, User.id == Membership.user_id).where(
+        among_param(Membership.id, postgres))
 
 
 def skipped_of(session, plan) -> list[dict]:

@@ -127,6 +127,26 @@ def text_similarity(a: set[str], b: set[str]) -> float:
     return len(a & b) / min(len(a), len(b))
 
 
+def text_similarity_of_parts(a: frozenset[str], parts) -> tuple[float, set[str]]:
+    """text_similarity(a, union of parts) and the shared words, without building the union when it cannot matter.
+
+    A member's words come in parts (their bio, each live offer). Only the request's own words can be shared, so the
+    shared words are the union of a & part; the union's size only matters when every part is smaller than a (the
+    overlap coefficient divides by the smaller set). Most members share no word with a request: for them no set of
+    their own words is built at all."""
+    if not a:
+        return 0.0, set()
+    shared: set[str] = set()
+    longest = 0
+    for part in parts:
+        shared |= a & part
+        longest = max(longest, len(part))
+    if not shared:
+        return 0.0, shared
+    size = longest if longest >= len(a) else len(frozenset().union(*parts))
+    return len(shared) / min(len(a), size), shared
+
+
 def text_similarity_array(common: np.ndarray, a_len: np.ndarray, b_len: np.ndarray) -> np.ndarray:
     """text_similarity per pair from the size of the intersection and of each word set."""
     smaller = np.minimum(a_len, b_len)
