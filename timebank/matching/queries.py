@@ -241,8 +241,8 @@ def candidate_rows(session, request: HelpRequest, *, today: dt.date | None = Non
     haversine check): one statement for the category family, one for the candidates.
 
     Returns (rows, family, category names); a row is (membership_id, category_id, latitude, longitude, availability,
-    age_band, balance, proposed, completed, open, week). Bios are not in it: only the members who could still reach
-    the top need their words (member_word_parts)."""
+    age_band, balance, proposed, completed, open, week, has_bio). Bios are not in it, only whether there is one: only
+    the members who could still reach the top need their words (member_word_parts)."""
     today, now = today or dt.date.today(), now or utcnow()
     family, names = category_family(session, request.category_id)
     located = not request.remote and request.latitude is not None and request.longitude is not None
@@ -305,11 +305,14 @@ def _candidate_statement(postgres: bool, only_member: bool, requester: bool, ava
     stats = (select(Match.membership_id.label("mid"), *_match_stats_columns(p("week_ago")))
              .where(Match.membership_id.in_(select(fits.c.mid))).group_by(Match.membership_id).subquery("stats"))
     columns = ("id", "latitude", "longitude", "availability", "age_band", "account_id")
+    has_bio = m.bio.is_not(None).label("has_bio")  # the bio itself is read for the contenders only
     if postgres:
         # From the members with the skill, each looked up by its key (LATERAL), instead of filtering every member of
         # the time bank and joining by hash: 5.5 → 2.9 ms for a request with 270 candidates on the L community.
-        lateral = select(*[getattr(m, c) for c in columns]).where(m.id == fits.c.mid, *conditions).lateral("m")
+        lateral = select(*[getattr(m, c) for c in columns], has_bio).where(m.id == fits.c.mid,
+                                                                            *conditions).lateral("m")
         member, source = lateral.c, select().select_from(fits).join(lateral, true())
+        has_bio = member.has_bio
     else:
         member = m.__table__.c
         source = select().select_from(fits).join(m, m.id == fits.c.mid).where(*conditions)
@@ -317,7 +320,8 @@ def _candidate_statement(postgres: bool, only_member: bool, requester: bool, ava
     # PostgreSQL settles on after a few executions of a prepared statement, took 57 ms instead of 3.
     return (source.add_columns(member.id, fits.c.cid, *[member[c] for c in columns[1:5]],
                                func.coalesce(Account.balance_minutes, 0),
-                               *[func.coalesce(stats.c[c], 0) for c in ("proposed", "completed", "open", "week")])
+                               *[func.coalesce(stats.c[c], 0) for c in ("proposed", "completed", "open", "week")],
+                               has_bio)
             .outerjoin(Account, Account.id == member.account_id)
             .outerjoin(stats, stats.c.mid == member.id)
             .execution_options(prepare=False))
@@ -339,16 +343,20 @@ def match_stats(session, membership_ids: list[int], now: dt.datetime | None = No
     return stats
 
 
-def member_word_parts(session, membership_ids, request: HelpRequest, now: dt.datetime) -> dict[int, list]:
+def member_word_parts(session, membership_ids, request: HelpRequest, now: dt.datetime,
+                      with_bio=None) -> dict[int, list]:
     """{membership id: the word sets of their bio and of each offer live in the request's window}: what the text
-    similarity compares with the request's words (scoring.text_similarity_of_parts). One statement."""
+    similarity compares with the request's words (scoring.text_similarity_of_parts). One statement.
+
+    with_bio: the members among them known to have a bio (candidate_rows says which); default all of them."""
     parts: dict[int, list] = {}
     ids = list(membership_ids)
     if not ids:
         return parts
+    bio_ids = ids if with_bio is None else list(with_bio)
     postgres = _postgres(session)
-    stmt = _word_parts_statement(postgres, request.ends_on is not None, request.starts_on is not None)
-    params = {"ids": ids_param(ids, postgres), "now": now, "today": now.date(), "ends_on": request.ends_on,
+    stmt = _word_parts_statement(postgres, request.ends_on is not None, request.starts_on is not None, bool(bio_ids))
+    params = {"ids": ids_param(ids, postgres), "bio_ids": ids_param(bio_ids, postgres), "now": now, "today": now.date(), "ends_on": request.ends_on,
               "starts_on": request.starts_on,
               "starts_at": None if request.starts_on is None else dt.datetime.combine(request.starts_on, dt.time())}
     for mid, is_offer, title, description in session.connection().execute(stmt, params).all():
@@ -357,16 +365,17 @@ def member_word_parts(session, membership_ids, request: HelpRequest, now: dt.dat
 
 
 @functools.lru_cache(maxsize=16)
-def _word_parts_statement(postgres: bool, request_ends: bool, request_starts: bool):
+def _word_parts_statement(postgres: bool, request_ends: bool, request_starts: bool, bios: bool):
     """member_word_parts' statement for one shape of request: (membership id, is offer, title or bio, description)."""
     p = bindparam
-    bios = select(Membership.id, literal(False), Membership.bio, literal(None, String())).where(
-        among_param(Membership.id, postgres), Membership.bio.is_not(None))
-    offers = select(Offer.membership_id, literal(True), Offer.title, Offer.description).where(
+    stmt = select(Offer.membership_id, literal(True), Offer.title, Offer.description).where(
         among_param(Offer.membership_id, postgres),
         *_window_terms(p("now"), p("today"), p("ends_on") if request_ends else None,
                        p("starts_on") if request_starts else None, p("starts_at")))
-    return bios.union_all(offers)
+    if bios:
+        stmt = select(Membership.id, literal(False), Membership.bio, literal(None, String())).where(
+            among_param(Membership.id, postgres, "bio_ids"), Membership.bio.is_not(None)).union_all(stmt)
+    return stmt
 
 
 def best_fit_rows(rows, family: dict[int, str]) -> dict[int, tuple]:
@@ -446,7 +455,8 @@ def suggestions(session, request: HelpRequest, *, limit: int = 10, weights: dict
     # Text can only add up to weights["text"]: only members who could still reach the top need their words read.
     kth = np.sort(score)[::-1][min(limit, len(rows)) - 1]
     contenders = np.flatnonzero(score + weights["text"] >= kth)
-    parts = member_word_parts(session, mids[contenders].tolist(), request, now)
+    parts = member_word_parts(session, mids[contenders].tolist(), request, now,
+                              with_bio=[rows[i][0] for i in contenders.tolist() if rows[i][11]])
     shared = {}
     for i, mid in zip(contenders.tolist(), mids[contenders].tolist()):
         features["text"][i], shared[i] = scoring.text_similarity_of_parts(request_words, parts.get(mid, ()))
