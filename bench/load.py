@@ -370,6 +370,8 @@ def main(argv=None) -> int:
     parser.add_argument("--step-seconds", type=float, default=20)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1, help="gunicorn --threads (1 = sync workers)")
+    parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop",
+                        help="the client's event loop: uvloop (libuv) spends less of the shared cores per request")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--members", type=int, default=400)
     parser.add_argument("--serial", type=int, default=15, help="requests per endpoint in the one-at-a-time pass")
@@ -377,13 +379,18 @@ def main(argv=None) -> int:
     parser.add_argument("--json", dest="json_out", default=None, help="write the results here as JSON")
     args = parser.parse_args(argv)
 
+    if args.loop == "uvloop":
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     private_pg.start()
     template = loadlib.seeded_template(args.size)
     database = loadlib.fresh_copy(template, "timebank_load")
     actors = prepare_actors(database, n_members=args.members)
     print(f"database {database} (copy of {template}); {len(actors['members'])} members, "
           f"{len(actors['brokers'])} brokers, {len(actors['orgs'])} organisations, {len(actors['requests'])} open "
-          f"requests; gunicorn --workers {args.workers} --threads {args.threads}; {os.cpu_count()} CPUs")
+          f"requests; gunicorn --workers {args.workers} --threads {args.threads}; {os.cpu_count()} CPUs; "
+          f"client event loop {args.loop}")
     results = {"machine": {"cpus": os.cpu_count(), "size": args.size, "workers": args.workers,
                            "threads": args.threads}, "phases": []}
     with loadlib.Gunicorn(database, args.port, workers=args.workers, threads=args.threads) as server:
