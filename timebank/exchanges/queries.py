@@ -27,6 +27,21 @@ def waiting_for(session, membership: Membership) -> list[Exchange]:
     return [e for e in pending if policy.can_confirm(session, membership.user, e)]
 
 
+def waiting_and_recent(session, membership: Membership, limit: int = 10) -> tuple[list[Exchange], list[Exchange]]:
+    """(waiting_for(), exchanges_of(limit)) in one statement: the member's pending exchanges and their `limit`
+    latest, read together; the latest among them are the latest of all."""
+    from timebank.exchanges import policy
+
+    mine = or_(Exchange.provider_membership_id == membership.id, Exchange.recipient_membership_id == membership.id)
+    latest = (select(Exchange.id).where(mine).order_by(Exchange.happened_on.desc(), Exchange.id.desc())
+              .limit(limit).scalar_subquery())
+    rows = list(session.scalars(select(Exchange).where(mine, or_(Exchange.status == "pending",
+                                                                 Exchange.id.in_(latest)))))
+    pending = sorted((e for e in rows if e.status == "pending"), key=lambda e: e.id)
+    recent = sorted(rows, key=lambda e: (e.happened_on, e.id), reverse=True)[:limit]
+    return [e for e in pending if policy.can_confirm(session, membership.user, e)], recent
+
+
 def hours_this_year(session, membership: Membership, today: dt.date | None = None) -> tuple[int, int]:
     """(minutes given, minutes received) in confirmed exchanges this calendar year."""
     today = today or dt.date.today()

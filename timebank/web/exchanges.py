@@ -6,7 +6,7 @@ import datetime as dt
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
-from sqlalchemy import select
+from sqlalchemy import literal, select, union_all
 from werkzeug.routing import BuildError
 
 from timebank.community.models import (Category, Membership, Organisation, OrganisationRepresentative, TimeBank,
@@ -97,11 +97,14 @@ def _names(exchanges) -> dict:
     not two per exchange (the dashboard lists up to twenty)."""
     member_ids = {i for e in exchanges for i in (e.provider_membership_id, e.recipient_membership_id) if i}
     org_ids = {i for e in exchanges for i in (e.provider_organisation_id, e.recipient_organisation_id) if i}
-    people = dict(db.session.execute(select(Membership.id, User.display_name)
-                                     .join(User, User.id == Membership.user_id)
-                                     .where(Membership.id.in_(member_ids))).all()) if member_ids else {}
-    orgs = dict(db.session.execute(select(Organisation.id, Organisation.name)
-                                   .where(Organisation.id.in_(org_ids))).all()) if org_ids else {}
+    people, orgs = {}, {}
+    parts = ([select(literal(True), Membership.id, User.display_name).join(User, User.id == Membership.user_id)
+              .where(Membership.id.in_(member_ids))] if member_ids else []) + \
+        ([select(literal(False), Organisation.id, Organisation.name).where(Organisation.id.in_(org_ids))]
+         if org_ids else [])
+    if parts:  # both kinds of name in one statement
+        for is_member, key, name in db.session.execute(parts[0] if len(parts) == 1 else union_all(*parts)):
+            (people if is_member else orgs)[key] = name
 
     def name(exchange, which: str) -> str:
         membership_id = getattr(exchange, f"{which}_membership_id")
@@ -121,8 +124,7 @@ def dashboard():
     membership = _membership()
     account = queries.account_of(db.session, membership)
     given, received = queries.hours_this_year(db.session, membership)
-    waiting = queries.waiting_for(db.session, membership)
-    recent = queries.exchanges_of(db.session, membership, limit=10)
+    waiting, recent = queries.waiting_and_recent(db.session, membership, limit=10)
     orgs = list(db.session.scalars(select(Organisation).join(
         OrganisationRepresentative, OrganisationRepresentative.organisation_id == Organisation.id)
         .where(OrganisationRepresentative.user_id == current_user.id)))

@@ -1,5 +1,6 @@
 """notify_all: each person told the ways they chose (in-app, email, both, neither), in the order given; on
-PostgreSQL in one statement, on SQLite in three. The same rows either way."""
+PostgreSQL in one statement, on SQLite in three. The same rows either way. And the dashboard's lists read in one
+statement equal them read apart."""
 from sqlalchemy import select
 
 from timebank.exchanges.models import NOTIFICATION_KINDS, EmailOutbox, Notification
@@ -51,3 +52,32 @@ def test_no_email_when_emails_are_off_and_no_outbox_flag_when_none_written(sessi
     notes, mails = _rows(session, [user.id])
     assert [n[2] for n in notes] == ["only in the app", "demo"] and mails == []
     assert "outbox_written" not in session.info
+
+
+def test_waiting_and_recent_equal_the_two_lists_read_apart(session, make_person):
+    """The dashboard's one statement gives what waiting_for() and exchanges_of() give: pending exchanges older than
+    the latest ten are still waiting, and exchanges of one day are ordered by id."""
+    import datetime as dt
+    import random
+
+    from timebank.exchanges import queries, service
+
+    rng = random.Random(5)
+    me_u, me = make_person()
+    others = [make_person() for _ in range(3)]
+    today = dt.date.today()
+    for n in range(16):
+        other_u, other = rng.choice(others)
+        mine_to_log = rng.random() < 0.5
+        exchange = service.log_exchange(
+            session, user=me_u if mine_to_log else other_u,
+            provider_id=me.id if n % 2 else other.id, recipient_id=other.id if n % 2 else me.id, minutes=15,
+            happened_on=today - dt.timedelta(days=rng.choice([0, 0, 3, 10, 40])))
+        if rng.random() < 0.5:  # the other side confirms about half of them
+            service.confirm_exchange(session, exchange.id, user=other_u if mine_to_log else me_u)
+    waiting, recent = queries.waiting_and_recent(session, me, limit=10)
+    assert [e.id for e in waiting] == [e.id for e in queries.waiting_for(session, me)]
+    assert [e.id for e in recent] == [e.id for e in queries.exchanges_of(session, me, limit=10)]
+    assert waiting and len(recent) == 10
+    assert any(e.id not in {r.id for r in recent} for e in queries.exchanges_of(session, me, limit=50)
+               if e.status == "pending")  # a pending exchange older than the latest ten: still read
