@@ -9,3 +9,8 @@ app = create_app()
 # of collection per worker over the same 160 requests), and with `gunicorn --preload` the workers forked from here
 # do not copy its memory pages by touching them.
 gc.freeze()
+# Collect the young generation every 20,000 net allocations instead of 700 (and the older ones less often). Almost
+# everything a request allocates is freed by reference counting when it ends; the frequent collections walked live
+# objects for nothing: 0.07-0.10 ms of CPU per request in the load mix, about 1%, measured in process, alternating
+# (0.00 ms after). Reference cycles are still collected, just in larger batches.
+gc.set_threshold(20_000, 20, 20)
