@@ -4,9 +4,11 @@
     .venv/bin/python bench/request_cpu.py -n 60 --profile "POST activity"   # and cProfile one endpoint
 
 For each endpoint of bench/load.py's MIX it prints the median `time.process_time()` of one request (the app's
-Python: Flask, SQLAlchemy, marshmallow, templates, psycopg's client side; PostgreSQL's own work is not counted)
-and the SQL statements the request sent (cursor executions, savepoints included, BEGIN/COMMIT not). CPU time
-hardly depends on how busy the machine is, so before/after figures compare even while others run benchmarks.
+Python: Flask, SQLAlchemy, marshmallow, templates, psycopg's client side), the mean CPU the PostgreSQL backend
+spent per request (from /proc: the server must run on this machine), the SQL statements the request sent (cursor
+executions, savepoints included, BEGIN/COMMIT not), and the mix-weighted sum. CPU time depends far less than wall
+time on how busy the machine is, but on a virtual machine its speed still moves by up to a fifth from one run to
+the next: compare before and after in alternating runs.
 
 The database: a demo community seeded once into a template database on the shared PostgreSQL (--template,
 seeded with `flask seed demo --size S` when missing), copied afresh for each run (--database), so every run
@@ -59,6 +61,32 @@ def fresh_database(admin_url: str, template: str, name: str, size: str) -> str:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
     admin.dispose()
     return base.set(database=name).render_as_string(hide_password=False)
+
+
+class BackendCpu:
+    """The CPU the app's PostgreSQL backends used (their utime + stime in /proc): the database's own work for the
+    requests, which process_time() does not see. PostgreSQL must be on this machine (it is for the private one)."""
+
+    def __init__(self, engine):
+        self.pids: set[int] = set()
+        sa.event.listen(engine, "connect", self._connected)
+        engine.dispose()  # connections opened from now on are seen
+
+    def _connected(self, dbapi_connection, _record):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("SELECT pg_backend_pid()")
+        self.pids.add(cursor.fetchone()[0])
+        cursor.close()
+
+    def seconds(self) -> float:
+        ticks = 0
+        for pid in list(self.pids):
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except FileNotFoundError:
+                continue
+            ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
 
 
 class StatementCounter:
@@ -126,6 +154,7 @@ def main(argv=None) -> int:
     actors = load.prepare_actors(args.database, n_members=args.members, app=app)
     with app.app_context():
         counter = StatementCounter(db.engine)
+        backend = BackendCpu(db.engine)
     driver = load.Driver("", actors)
     client = app.test_client(use_cookies=False)  # each request sends its own credentials, as in the load bench
     names = [n.strip() for n in args.only.split(",") if n.strip()] or driver.names
@@ -148,15 +177,18 @@ def main(argv=None) -> int:
             one(name)
     print(f"{len(actors['members'])} members, {args.n} requests per endpoint after {args.warmup} to warm up; "
           f"database {args.database} (copy of {args.template}); load average {loadlib.load_average()}")
-    print(f"{'endpoint':<22}{'CPU ms p50':>11}{'p90':>8}{'statements':>12}{'statuses':>16}")
+    print(f"{'endpoint':<22}{'CPU ms p50':>11}{'p90':>8}{'PG ms mean':>11}{'statements':>12}{'statuses':>16}")
+    weighted = {"app": 0.0, "pg": 0.0, "share": 0.0}
     profile_out = None
     for name in names:
         profiler = cProfile.Profile(time.process_time) if name == args.profile else None  # CPU, not wall
         samples = []
         if profiler:
             profiler.enable()
+        pg_before = backend.seconds()
         for _ in range(args.n):
             samples.append(one(name))
+        pg_ms = (backend.seconds() - pg_before) * 1000 / args.n
         if profiler:
             profiler.disable()
             buffer = io.StringIO()
@@ -170,8 +202,15 @@ def main(argv=None) -> int:
         for s in samples:
             statuses[s[2]] = statuses.get(s[2], 0) + 1
         stmt = f"{statements[0]}" if statements[0] == statements[-1] else f"{statements[0]}-{statements[-1]}"
-        print(f"{name:<22}{statistics.median(cpu):>11.2f}{cpu[int(len(cpu) * 0.9) - 1]:>8.2f}{stmt:>12}"
+        print(f"{name:<22}{statistics.median(cpu):>11.2f}{cpu[int(len(cpu) * 0.9) - 1]:>8.2f}{pg_ms:>11.2f}{stmt:>12}"
               f"{' '.join(f'{k}x{v}' for k, v in sorted(statuses.items())):>16}")
+        share = load.MIX.get(name, 0) / sum(load.MIX.values())
+        weighted["app"] += share * statistics.mean(cpu)
+        weighted["pg"] += share * pg_ms
+        weighted["share"] += share
+    if abs(weighted["share"] - 1) < 1e-9:
+        print(f"{'mix-weighted (means)':<22}{weighted['app']:>11.2f}{'':>8}{weighted['pg']:>11.2f}   "
+              f"= {weighted['app'] + weighted['pg']:.2f} ms of CPU per request, app + PostgreSQL backend")
     if args.show_sql:
         if args.show_sql == "POST confirm" and not driver.pending:
             one("POST exchange")
