@@ -24,9 +24,9 @@ def test_each_person_is_told_the_ways_they_chose_in_order(session, make_person):
     set_preferences(session, mail_only, {kind: (False, True)})
     set_preferences(session, neither, {kind: (False, False)})
     # A choice for one kind says nothing about another: `neither` is told about `other` both ways.
-    items = [(neither, other, "m1", None, None), (both, kind, "m2", None, None), (app_only, kind, "m3", None, None),
-             (None, kind, "skipped", None, None), (mail_only, kind, "m4", None, None), (neither, kind, "m5", None, None),
-             (both, other, "m6", None, None)]
+    items = [(neither, other, "m1", None, None), (both, kind, "m2", None, None),
+             (app_only, kind, "m3", None, None), (None, kind, "skipped", None, None),
+             (mail_only, kind, "m4", None, None), (neither, kind, "m5", None, None), (both, other, "m6", None, None)]
     session.info.pop("outbox_written", None)
     notify_all(session, items)
     notes, mails = _rows(session, [both, app_only, mail_only, neither])

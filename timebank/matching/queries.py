@@ -356,8 +356,8 @@ def member_word_parts(session, membership_ids, request: HelpRequest, now: dt.dat
     bio_ids = ids if with_bio is None else list(with_bio)
     postgres = _postgres(session)
     stmt = _word_parts_statement(postgres, request.ends_on is not None, request.starts_on is not None, bool(bio_ids))
-    params = {"ids": ids_param(ids, postgres), "bio_ids": ids_param(bio_ids, postgres), "now": now, "today": now.date(), "ends_on": request.ends_on,
-              "starts_on": request.starts_on,
+    params = {"ids": ids_param(ids, postgres), "bio_ids": ids_param(bio_ids, postgres), "now": now,
+              "today": now.date(), "ends_on": request.ends_on, "starts_on": request.starts_on,
               "starts_at": None if request.starts_on is None else dt.datetime.combine(request.starts_on, dt.time())}
     for mid, is_offer, title, description in session.connection().execute(stmt, params).all():
         parts.setdefault(mid, []).append(scoring.tokens(f"{title} {description}" if is_offer else title or ""))
@@ -420,7 +420,7 @@ def suggestions(session, request: HelpRequest, *, limit: int = 10, weights: dict
     # in scoring.py (so the same floats): on a large time bank a request has a thousand candidates or more, and the
     # per-candidate Python (a dict of features, a weighted sum) was most of the request's CPU.
     rows = list(best.values())
-    columns = list(zip(*rows))  # one tuple per column: (mid, cid, lat, lon, slots, age, balance, stats ×4)
+    columns = list(zip(*rows))  # one tuple per column: mid, cid, lat, lon, slots, age, balance, stats ×4, has_bio
     mids = np.array(columns[0], dtype=np.int64)
     distance = np.full(len(rows), np.nan)
     if not request.remote and request.latitude is not None:
