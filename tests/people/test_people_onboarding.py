@@ -197,3 +197,17 @@ def test_approval_with_welcome_hours_from_issuance(client, world, session, api_h
     assert system_account(session, world.timebank.id, "issuance").balance_minutes == issuance_before - 120
 
 
+
+
+def test_a_membership_added_in_a_request_is_among_the_users_memberships_at_once(session):
+    """The token lookup loads a user with their memberships; one added later in the same request (a direct add, an
+    approval into a second time bank) must be in that list straight away, not after the session forgets it."""
+    from timebank.community.service import add_membership, create_timebank, create_user
+
+    first = create_timebank(session, name="First Bank", slug="first-bank")
+    second = create_timebank(session, name="Second Bank", slug="second-bank")
+    user = create_user(session, email="two-banks@example.test", display_name="Two Banks", password="a-long-password")
+    add_membership(session, user=user, timebank=first)
+    assert [m.timebank_id for m in user.memberships] == [first.id]  # loaded now, as the token lookup does
+    added = add_membership(session, user=user, timebank=second)
+    assert added in user.memberships and {m.timebank_id for m in user.memberships} == {first.id, second.id}

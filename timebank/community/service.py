@@ -186,7 +186,9 @@ def add_membership(session, *, user: User, timebank: TimeBank, role: str = "memb
     """Add a user to a time bank. An active member gets a ledger account at the time bank's floor."""
     if role not in ROLES:
         raise ValidationFailed(f"Unknown role {role!r}.", errors={"role": [f"Must be one of {', '.join(ROLES)}."]})
-    membership = Membership(user_id=user.id, timebank_id=timebank.id, role=role, status=status,
+    # Through the relationship, so a user whose memberships are loaded already (the token lookup loads them) has
+    # the new one in the list at once, not after the session next forgets it.
+    membership = Membership(user=user, timebank_id=timebank.id, role=role, status=status,
                             joined_on=joined_on or dt.date.today(), **profile)
     session.add(membership)
     session.flush()
