@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 
 from sqlalchemy import and_, func, insert, or_, select
 
@@ -374,12 +375,14 @@ def send_plan(session, plan: MatchPlan, *, by_user_id: int) -> list[Match]:
     if plan.status == "sent":
         raise PlanAlreadySent("This plan was already sent.")
     proposals = list(plan.proposals)
-    problems = _proposal_problems(session, plan, proposals)
     request_ids = sorted({p.request_id for p in proposals})
+    # The requests' matches, read once: who was proposed already, the places taken, the rows to update.
+    known = list(session.scalars(select(Match).where(queries.among(session, Match.request_id, request_ids)))) \
+        if request_ids else []
+    problems = _proposal_problems(session, plan, proposals, known)
     # The checks above are propose()'s, done for all proposals at once; places are counted down as they are sent.
-    existing = {(m.request_id, m.membership_id): m for m in session.scalars(
-        select(Match).where(queries.among(session, Match.request_id, request_ids)))} if request_ids else {}
-    taken = _places_taken(session, request_ids)
+    existing = {(m.request_id, m.membership_id): m for m in known}
+    taken = Counter(m.request_id for m in known if m.status in TAKEN_STATUSES)
     places_left = {rid: session.get(HelpRequest, rid).volunteers_needed - taken.get(rid, 0) for rid in request_ids}
     matches, skipped = [], []
     for proposal in proposals:
@@ -400,8 +403,9 @@ def send_plan(session, plan: MatchPlan, *, by_user_id: int) -> list[Match]:
     return matches
 
 
-def _proposal_problems(session, plan: MatchPlan, proposals: list) -> dict[tuple[int, int], str]:
-    """{(request id, member id): why it cannot be sent now} for the plan's proposals that are no longer valid."""
+def _proposal_problems(session, plan: MatchPlan, proposals: list, matches: list[Match]) -> dict[tuple[int, int], str]:
+    """{(request id, member id): why it cannot be sent now} for the plan's proposals that are no longer valid.
+    `matches`: every match on the proposals' requests."""
     if not proposals:
         return {}
     timebank = session.get(TimeBank, plan.timebank_id)
@@ -414,8 +418,7 @@ def _proposal_problems(session, plan: MatchPlan, proposals: list) -> dict[tuple[
         select(BlockedPair).where(BlockedPair.timebank_id == plan.timebank_id,
                                   or_(BlockedPair.low_membership_id.in_(owners),
                                       BlockedPair.high_membership_id.in_(owners))))} if owners else {}
-    already = dict(((m.request_id, m.membership_id), m.status) for m in session.scalars(
-        select(Match).where(queries.among(session, Match.request_id, requests), Match.status != "suggested")))
+    already = {(m.request_id, m.membership_id): m.status for m in matches if m.status != "suggested"}
     open_requests = [r for r in requests.values() if queries.is_open(r, now)]
     # Only the plan's volunteers are scored (the pairs are what is asked about), not the whole time bank.
     found = candidates.plan_candidates(session, open_requests, timebank=timebank,
