@@ -11,25 +11,9 @@ from timebank.ledger.models import Account, Posting, Transfer
 from timebank.ledger.service import system_account
 
 
-def exchanges_of(session, membership: Membership, limit: int = 20) -> list[Exchange]:
-    return list(session.scalars(select(Exchange).where(or_(
-        Exchange.provider_membership_id == membership.id, Exchange.recipient_membership_id == membership.id))
-        .order_by(Exchange.happened_on.desc(), Exchange.id.desc()).limit(limit)))
-
-
-def waiting_for(session, membership: Membership) -> list[Exchange]:
-    """Pending exchanges the member is asked to confirm (logged by the other side)."""
-    from timebank.exchanges import policy
-
-    pending = session.scalars(select(Exchange).where(Exchange.status == "pending", or_(
-        Exchange.provider_membership_id == membership.id, Exchange.recipient_membership_id == membership.id))
-        .order_by(Exchange.id))
-    return [e for e in pending if policy.can_confirm(session, membership.user, e)]
-
-
 def waiting_and_recent(session, membership: Membership, limit: int = 10) -> tuple[list[Exchange], list[Exchange]]:
-    """(waiting_for(), exchanges_of(limit)) in one statement: the member's pending exchanges and their `limit`
-    latest, read together; the latest among them are the latest of all."""
+    """(the pending exchanges this member is asked to confirm, by id; their `limit` latest exchanges) in one
+    statement: pending and latest read together, the latest among them being the latest of all."""
     from timebank.exchanges import policy
 
     mine = or_(Exchange.provider_membership_id == membership.id, Exchange.recipient_membership_id == membership.id)

@@ -39,18 +39,22 @@ def among(session, column, ids):
     immutable, so PostgreSQL computes the array once; a text cast straight to integer[] goes through array_in, which
     is only stable, and the planner then re-parsed it for every row it filtered (match statistics for 1,100 members:
     14 ms against 0.1 ms)."""
-    ids = [int(i) for i in ids]
-    if session.get_bind().dialect.name == "postgresql":
-        text_ids = bindparam(None, ",".join(map(str, ids)), type_=String())
-        return column == any_(cast(func.string_to_array(text_ids, ","), ARRAY(Integer)))
-    return column.in_(ids)
+    postgres = _postgres(session)
+    if postgres:
+        return column == any_(_id_array(bindparam(None, ids_param(ids, postgres), type_=String())))
+    return column.in_(ids_param(ids, postgres))
 
 
 def among_param(column, postgres: bool, name: str = "ids"):
     """among() for a statement built once: column IN the bind parameter `name`, given by ids_param()."""
     if postgres:
-        return column == any_(cast(func.string_to_array(bindparam(name, type_=String()), ","), ARRAY(Integer)))
+        return column == any_(_id_array(bindparam(name, type_=String())))
     return column.in_(bindparam(name, expanding=True))
+
+
+def _id_array(text_ids):
+    """integer[] from a comma-separated text (among's reasons for splitting in SQL)."""
+    return cast(func.string_to_array(text_ids, ","), ARRAY(Integer))
 
 
 def ids_param(ids, postgres: bool):
